@@ -1,0 +1,51 @@
+//! Configuration shared by every server: where to listen and how long to
+//! drain. Each service flattens [`ServerArgs`] into its own clap config, so
+//! all its settings are declared in one place.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Listener and shutdown settings common to all services.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// Address to serve gRPC on; port 0 picks a free port.
+    #[arg(
+        long = "listen",
+        env = "RAPPORT_LISTEN",
+        default_value = "0.0.0.0:50051"
+    )]
+    pub listen: SocketAddr,
+
+    /// How long in-flight RPCs may take to finish after SIGTERM before the
+    /// server drops them (e.g. "10s", "500ms").
+    #[arg(long = "shutdown-grace", env = "RAPPORT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ServerArgs {
+    /// Settings for tests and embedding: an ephemeral loopback port and a
+    /// short grace period.
+    pub fn ephemeral() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Parses a human duration such as `250ms`, `10s` or `2m`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("invalid duration {value:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,24 @@
+//! The server kit: everything a Rapport service needs that is not its own
+//! domain logic, written once.
+//!
+//! - [`config::ServerArgs`]: listen address and drain grace, as flags with
+//!   `RAPPORT_*` environment fallbacks.
+//! - [`server::GrpcServer`]: binds the listener (port 0 works), serves the
+//!   service with grpc.health.v1 and server reflection behind one tower
+//!   stack, and drains gracefully on shutdown.
+//! - [`shutdown`]: SIGTERM/SIGINT as a future.
+//! - [`client`]: lazily connected channels to other services.
+//! - [`validate`] and [`status`]: request validation that names the field,
+//!   and opaque internal errors that are logged with their cause chain.
+//! - [`main`]: the few lines every service binary runs.
+
+pub mod client;
+pub mod config;
+pub mod server;
+pub mod shutdown;
+pub mod status;
+pub mod validate;
+
+mod entry;
+
+pub use entry::{Service, main};

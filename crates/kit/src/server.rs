@@ -1,0 +1,161 @@
+//! Hosting a gRPC service: one listener, one tower stack, health, reflection
+//! and graceful shutdown, identical for every Rapport service.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower_http::trace::TraceLayer;
+
+use crate::config::ServerArgs;
+
+/// A bound gRPC server that has not started serving yet.
+///
+/// Binding happens in [`GrpcServer::bind`] so that `App::build` fails early
+/// on a taken port and callers can read [`GrpcServer::local_addr`] before
+/// serving (port 0 works).
+pub struct GrpcServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    routes: RoutesBuilder,
+    services: Vec<&'static str>,
+    health: HealthReporter,
+    grace: Duration,
+}
+
+impl GrpcServer {
+    /// Binds the listener and prepares health and reflection.
+    pub async fn bind(args: &ServerArgs) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", args.listen))?;
+        let local_addr = listener
+            .local_addr()
+            .context("failed to read the bound address")?;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let mut routes = RoutesBuilder::default();
+        routes.add_service(health_service);
+        Ok(Self {
+            listener,
+            local_addr,
+            routes,
+            services: Vec::new(),
+            health,
+            grace: args.shutdown_grace,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The health reporter, for services whose readiness depends on their
+    /// dependencies.
+    pub fn health(&self) -> HealthReporter {
+        self.health.clone()
+    }
+
+    /// Adds a gRPC service. It is reported SERVING once the server starts
+    /// and listed by reflection.
+    pub fn add_service<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.routes.add_service(service);
+        self.services.push(S::NAME);
+        self
+    }
+
+    /// Serves until `shutdown` resolves, then reports NOT_SERVING, stops
+    /// accepting connections and lets in-flight RPCs finish within the grace
+    /// period.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            local_addr,
+            mut routes,
+            services,
+            health,
+            grace,
+        } = self;
+
+        let reflection_v1 = reflection(&services)
+            .build_v1()
+            .context("failed to build the reflection service")?;
+        let reflection_v1alpha = reflection(&services)
+            .build_v1alpha()
+            .context("failed to build the reflection service")?;
+        routes.add_service(reflection_v1);
+        routes.add_service(reflection_v1alpha);
+
+        for name in services.iter().copied().chain([""]) {
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
+        }
+
+        let stack = tower::ServiceBuilder::new().layer(TraceLayer::new_for_grpc());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .layer(stack)
+            .add_routes(routes.routes())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stop_rx.await;
+            });
+        tokio::pin!(serve);
+        tracing::info!(addr = %local_addr, services = ?services, "serving");
+
+        tokio::select! {
+            result = &mut serve => return result.context("gRPC server failed"),
+            () = shutdown => {}
+        }
+
+        // Tell load balancers first, then stop accepting and drain.
+        for name in services.iter().copied().chain([""]) {
+            health
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        let _ = stop_tx.send(());
+        match tokio::time::timeout(grace, &mut serve).await {
+            Ok(result) => result.context("gRPC server failed while draining")?,
+            Err(_) => tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "drain grace period elapsed; dropping remaining connections"
+            ),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Reflection lists exactly the services this server hosts (plus health),
+/// not every service in the shared descriptor set.
+fn reflection(services: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(rapport_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.reflection.v1.ServerReflection");
+    for name in services {
+        builder = builder.with_service_name(*name);
+    }
+    builder
+}
