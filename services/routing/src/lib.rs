@@ -1,1 +1,83 @@
-//! placeholder
+//! The routing service: live agent state in Redis, personalized matching
+//! and atomic reservations.
+//!
+//! A RouteCall resolves the caller through profile, has the contact
+//! classified, derives its hard requirements (a requirement group and a
+//! minimum skill score), reads the best idle candidates of that group from
+//! a Redis index, ranks them, and reserves one atomically in a Lua script
+//! — or queues the contact in Redis when nobody fits. An agent turning ready
+//! takes the longest-waiting contact it qualifies for.
+
+mod config;
+mod deps;
+mod error;
+pub mod groups;
+pub mod policy;
+pub mod ranking;
+pub mod requirements;
+mod service;
+pub mod state;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use rapport_kit::server::GrpcServer;
+use rapport_proto::routing_service_server::RoutingServiceServer;
+
+pub use config::Config;
+
+/// A built routing service, bound and connected, ready to serve.
+pub struct App {
+    server: GrpcServer,
+}
+
+impl App {
+    /// The bound gRPC address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+}
+
+impl rapport_kit::Service for App {
+    type Config = Config;
+    const NAME: &'static str = "routing";
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        let policy = policy::RoutingPolicy::load(config.policy.as_deref())
+            .context("failed to load the routing policy")?;
+        rapport_kit::validate::id("default_center", &config.default_center)
+            .context("invalid --default-center")?;
+        let region = rapport_kit::phone::Region::parse(&config.default_region)
+            .context("invalid --default-region")?;
+        let state =
+            state::LiveState::connect(&config.redis_url, policy.queue_scan, policy.call_ttl_s)
+                .await
+                .context("failed to connect to Redis (--redis-url / RAPPORT_REDIS_URL)")?;
+        let deps = deps::Deps::new(
+            &config.profile_url,
+            &config.classification_url,
+            config.dependency_timeout,
+        )?;
+        tracing::info!(policy = %policy.version, center = %config.default_center, "routing policy loaded");
+        let routing = service::Routing {
+            state,
+            deps,
+            policy: Arc::new(policy),
+            default_center: config.default_center,
+            region,
+        };
+        let server = GrpcServer::bind(&config.server)
+            .await?
+            .add_service(RoutingServiceServer::new(routing));
+        Ok(Self { server })
+    }
+
+    fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        self.server.serve(shutdown)
+    }
+}

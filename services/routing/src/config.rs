@@ -1,0 +1,72 @@
+//! Every setting of the routing service, as flags with `RAPPORT_*`
+//! environment fallbacks.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rapport_kit::config::{ServerArgs, parse_duration};
+
+/// Routing service configuration.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "rapport-routing", version, about = "Rapport routing service")]
+pub struct Config {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Redis holding live agent state, e.g. redis://127.0.0.1:6379/.
+    #[arg(
+        long,
+        env = "RAPPORT_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub redis_url: String,
+
+    /// Profile service address.
+    #[arg(
+        long,
+        env = "RAPPORT_PROFILE_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub profile_url: String,
+
+    /// Classification service address.
+    #[arg(
+        long,
+        env = "RAPPORT_CLASSIFICATION_URL",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub classification_url: String,
+
+    /// Routing policy file (TOML); the built-in policy when absent.
+    #[arg(long, env = "RAPPORT_ROUTING_POLICY")]
+    pub policy: Option<PathBuf>,
+
+    /// Contact center used when a request names none.
+    #[arg(long, env = "RAPPORT_CENTER", default_value = "default")]
+    pub default_center: String,
+
+    /// Region for parsing caller numbers without a country code (ISO 3166).
+    #[arg(long, env = "RAPPORT_DEFAULT_REGION", default_value = "CN")]
+    pub default_region: String,
+
+    /// Deadline for each call to profile or classification; when it passes,
+    /// the contact is routed without that dependency (marked degraded).
+    #[arg(long, env = "RAPPORT_DEPENDENCY_TIMEOUT", default_value = "150ms", value_parser = parse_duration)]
+    pub dependency_timeout: Duration,
+}
+
+impl Config {
+    /// A config for tests: ephemeral port, the given Redis and dependencies.
+    pub fn for_tests(redis_url: &str, profile_url: &str, classification_url: &str) -> Self {
+        Self {
+            server: ServerArgs::ephemeral(),
+            redis_url: redis_url.to_owned(),
+            profile_url: profile_url.to_owned(),
+            classification_url: classification_url.to_owned(),
+            policy: None,
+            default_center: "default".to_owned(),
+            default_region: "CN".to_owned(),
+            dependency_timeout: Duration::from_millis(500),
+        }
+    }
+}
