@@ -8,13 +8,11 @@ use std::time::Duration;
 /// Listener and shutdown settings common to all services.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// Address to serve gRPC on; port 0 picks a free port.
-    #[arg(
-        long = "listen",
-        env = "RAPPORT_LISTEN",
-        default_value = "0.0.0.0:50051"
-    )]
-    pub listen: SocketAddr,
+    /// Address to serve gRPC on; port 0 picks a free port. Defaults to
+    /// 0.0.0.0 on the service's own port (profile 50051, classification
+    /// 50052, routing 50053, outreach 50054).
+    #[arg(long = "listen", env = "RAPPORT_LISTEN")]
+    pub listen: Option<SocketAddr>,
 
     /// How long in-flight RPCs may take to finish after SIGTERM before the
     /// server drops them (e.g. "10s", "500ms").
@@ -27,9 +25,18 @@ impl ServerArgs {
     /// short grace period.
     pub fn ephemeral() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             shutdown_grace: Duration::from_secs(2),
         }
+    }
+}
+
+impl ServerArgs {
+    /// The address to bind: the configured one, or all interfaces on the
+    /// service's default port.
+    pub fn listen_addr(&self, default_port: u16) -> SocketAddr {
+        self.listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], default_port)))
     }
 }
 

@@ -33,11 +33,13 @@ pub struct GrpcServer {
 }
 
 impl GrpcServer {
-    /// Binds the listener and prepares health and reflection.
-    pub async fn bind(args: &ServerArgs) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(args.listen)
+    /// Binds the listener (on `default_port` unless an address is
+    /// configured) and prepares health and reflection.
+    pub async fn bind(args: &ServerArgs, default_port: u16) -> anyhow::Result<Self> {
+        let addr = args.listen_addr(default_port);
+        let listener = TcpListener::bind(addr)
             .await
-            .with_context(|| format!("failed to listen on {}", args.listen))?;
+            .with_context(|| format!("failed to listen on {addr}"))?;
         let local_addr = listener
             .local_addr()
             .context("failed to read the bound address")?;

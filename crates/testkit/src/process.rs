@@ -62,20 +62,21 @@ impl Drop for Child {
 }
 
 /// Path of a workspace binary (e.g. `rapport-routing`) built into the same
-/// target directory as the running test. `make test` builds the binaries
+/// target directory as the running executable (a test or `rapportctl`). `make test` builds the binaries
 /// first; running a single test by hand needs `cargo build --bins`.
 pub fn workspace_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("failed to locate the test executable")?;
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("unexpected test executable location")?;
-    let path = profile_dir.join(name);
-    anyhow::ensure!(
-        path.exists(),
-        "{} is missing; build the binaries first (`cargo build --bins` or `make build`)",
-        path.display()
-    );
-    Ok(path)
+    let exe = std::env::current_exe().context("failed to locate the running executable")?;
+    // A binary runs from target/<profile>/, a test from target/<profile>/deps/.
+    let dir = exe.parent().context("unexpected executable location")?;
+    let candidates = [Some(dir), dir.parent()];
+    for dir in candidates.into_iter().flatten() {
+        let path = dir.join(name);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
+    anyhow::bail!(
+        "{name} is missing next to {}; build the binaries first (`cargo build --bins` or `make build`)",
+        exe.display()
+    )
 }

@@ -35,6 +35,9 @@ use rapport_kit::server::GrpcServer;
 use rapport_proto::classification_service_server::ClassificationServiceServer;
 
 pub use classify::classify;
+
+/// The port served on when `--listen` is not given.
+pub const DEFAULT_PORT: u16 = 50052;
 pub use config::{Config, DEFAULT_MAX_TEXT_BYTES};
 pub use policy::{Policy, PolicyError, PolicySource, SharedPolicy};
 
@@ -80,7 +83,7 @@ impl rapport_kit::Service for App {
             policy: policy.clone(),
             max_text_bytes: config.max_text_bytes,
         };
-        let server = GrpcServer::bind(&config.server)
+        let server = GrpcServer::bind(&config.server, DEFAULT_PORT)
             .await?
             .add_service(ClassificationServiceServer::new(classifier));
         Ok(Self { server, policy })

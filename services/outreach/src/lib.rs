@@ -16,6 +16,9 @@ use rapport_proto::outreach_service_server::OutreachServiceServer;
 
 pub use config::Config;
 
+/// The port served on when `--listen` is not given.
+pub const DEFAULT_PORT: u16 = 50054;
+
 /// A built outreach service, bound and ready to serve.
 pub struct App {
     server: GrpcServer,
@@ -33,7 +36,7 @@ impl rapport_kit::Service for App {
     const NAME: &'static str = "outreach";
 
     async fn build(config: Config) -> anyhow::Result<Self> {
-        let server = GrpcServer::bind(&config.server)
+        let server = GrpcServer::bind(&config.server, DEFAULT_PORT)
             .await?
             .add_service(OutreachServiceServer::new(service::Outreach));
         Ok(Self { server })

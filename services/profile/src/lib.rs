@@ -1,1 +1,93 @@
-//! placeholder
+//! The profile service: the personalized customer database that CRM writes
+//! and every routing decision reads.
+//!
+//! - [`store`]: the [`store::Store`] trait with its SQLite (default,
+//!   embedded) and PostgreSQL backends, chosen by the database URL; the
+//!   schema is migrated at startup.
+//! - [`model`]: the domain the store speaks; [`phone`]: E.164
+//!   normalization with a configurable default region.
+//! - The gRPC surface (`service`) validates every request before touching
+//!   the store and maps store errors to statuses in exactly one place
+//!   (`error`).
+//!
+//! `GetProfile`, `LookupByPhone`, `UpsertCustomer`, `CreateCustomer`,
+//! `AddTags`, `RemoveTag` and `RecordContact` are implemented; the rest of
+//! the contract belongs to the profile-service issue and answers
+//! UNIMPLEMENTED until then.
+
+mod config;
+mod convert;
+mod error;
+mod service;
+mod validate;
+
+pub mod model;
+pub mod phone;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use rapport_kit::server::GrpcServer;
+use rapport_proto::profile_service_server::ProfileServiceServer;
+
+pub use config::Config;
+
+/// The port served on when `--listen` is not given.
+pub const DEFAULT_PORT: u16 = 50051;
+
+use crate::store::{Backend, PoolOptions};
+
+/// A built profile service: database open and migrated, listener bound.
+pub struct App {
+    server: GrpcServer,
+    store: Backend,
+}
+
+impl App {
+    /// The bound gRPC address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+}
+
+impl rapport_kit::Service for App {
+    type Config = Config;
+    const NAME: &'static str = "profile";
+
+    async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Backend::connect(
+            &config.database_url,
+            PoolOptions {
+                max_connections: config.db_max_connections,
+                ..PoolOptions::default()
+            },
+        )
+        .await
+        .context("failed to open the profile database")?;
+        let server = GrpcServer::bind(&config.server, DEFAULT_PORT).await?;
+        tracing::info!(
+            backend = ?store.kind(),
+            default_region = %config.default_region,
+            "profile store ready"
+        );
+        let api = service::ProfileApi::new(store.clone(), config.default_region);
+        let server = server.add_service(ProfileServiceServer::new(api));
+        Ok(Self { server, store })
+    }
+
+    fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send {
+        let Self { server, store } = self;
+        async move {
+            let served = server.serve(shutdown).await;
+            // After draining: close connections cleanly (SQLite checkpoints
+            // its WAL into the database file).
+            store.close().await;
+            served
+        }
+    }
+}

@@ -28,6 +28,9 @@ use rapport_proto::routing_service_server::RoutingServiceServer;
 
 pub use config::Config;
 
+/// The port served on when `--listen` is not given.
+pub const DEFAULT_PORT: u16 = 50053;
+
 /// A built routing service, bound and connected, ready to serve.
 pub struct App {
     server: GrpcServer,
@@ -68,7 +71,7 @@ impl rapport_kit::Service for App {
             default_center: config.default_center,
             region,
         };
-        let server = GrpcServer::bind(&config.server)
+        let server = GrpcServer::bind(&config.server, DEFAULT_PORT)
             .await?
             .add_service(RoutingServiceServer::new(routing));
         Ok(Self { server })

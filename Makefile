@@ -1,0 +1,38 @@
+# Rapport: the two commands that matter are `make demo` and `make test`.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build every binary (services, rapportctl)
+	$(CARGO) build --workspace --bins
+
+.PHONY: demo
+demo: ## Start Redis + the four services, seed the reference case, route real calls
+	@scripts/ensure-deps.sh redis
+	$(CARGO) build --workspace --bins
+	./target/debug/rapportctl demo
+
+.PHONY: test
+test: ## Run every test (unit, Redis/SQL integration, end-to-end), hermetic
+	@scripts/ensure-deps.sh redis postgres
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: lint
+lint: ## Formatting check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: clean
+clean: ## Remove build output and demo state
+	$(CARGO) clean
+	rm -rf .demo

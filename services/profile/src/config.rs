@@ -1,0 +1,97 @@
+//! Every setting of the profile service, as flags with `RAPPORT_*`
+//! environment fallbacks.
+
+use rapport_kit::config::ServerArgs;
+
+use crate::phone::Region;
+
+/// Profile service configuration.
+#[derive(clap::Parser, Debug, Clone)]
+#[command(
+    name = "rapport-profile",
+    version,
+    about = "Rapport profile service: the personalized customer database"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Where profiles live: `sqlite://PATH` (an embedded file, created with
+    /// its schema on first start) or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`.
+    /// The schema is migrated at startup either way.
+    #[arg(
+        long = "database-url",
+        env = "RAPPORT_DATABASE_URL",
+        default_value = "sqlite://rapport-profile.db",
+        // The URL may hold a password; keep it out of --help.
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Region used to parse phone numbers written without a leading `+`
+    /// (ISO 3166-1 alpha-2, e.g. CN, US).
+    #[arg(
+        long = "default-region",
+        env = "RAPPORT_DEFAULT_REGION",
+        default_value = "CN"
+    )]
+    pub default_region: Region,
+
+    /// Most database connections this replica holds.
+    #[arg(
+        long = "db-max-connections",
+        env = "RAPPORT_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub db_max_connections: u32,
+}
+
+impl Config {
+    /// A config for tests: ephemeral loopback port, the given database
+    /// (e.g. `sqlite:///tmp/x/profile.db`), region CN.
+    pub fn for_tests(database_url: impl Into<String>) -> Self {
+        Self {
+            server: ServerArgs::ephemeral(),
+            database_url: database_url.into(),
+            default_region: Region::CN,
+            db_max_connections: 4,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn defaults_are_an_embedded_sqlite_file_and_region_cn() {
+        let config = Config::try_parse_from(["rapport-profile"]).expect("defaults parse");
+        assert_eq!(config.database_url, "sqlite://rapport-profile.db");
+        assert_eq!(config.default_region, Region::CN);
+        assert_eq!(config.db_max_connections, 10);
+    }
+
+    #[test]
+    fn flags_override_and_bad_values_are_refused_clearly() {
+        let config = Config::try_parse_from([
+            "rapport-profile",
+            "--database-url",
+            "postgres://rapport@db/rapport",
+            "--default-region",
+            "us",
+            "--db-max-connections",
+            "32",
+        ])
+        .expect("parses");
+        assert_eq!(config.default_region.code(), "US");
+        assert_eq!(config.db_max_connections, 32);
+
+        let err = Config::try_parse_from(["rapport-profile", "--default-region", "XX"])
+            .expect_err("unknown region");
+        assert!(err.to_string().contains("ISO 3166-1"), "{err}");
+        assert!(Config::try_parse_from(["rapport-profile", "--db-max-connections", "0"]).is_err());
+    }
+}

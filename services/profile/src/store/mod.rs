@@ -1,0 +1,374 @@
+//! The profile store: one async [`Store`] trait and two sqlx backends,
+//! [`SqliteStore`] (an embedded file, the default) and [`PostgresStore`]
+//! (production), with the same behaviour.
+//!
+//! Both backends run the very same SQL (see `sql.rs`); they differ only in
+//! how they connect, how they begin transactions and how timestamps are
+//! stored. Every method is one transaction: on any error nothing it wrote
+//! remains. Every method takes `now` instead of reading the clock, so tests
+//! control time and one request sees one instant.
+
+mod codec;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::model::{
+    CampaignExposure, Contact, Customer, CustomerInput, Event, NewEvent, NewTag, Profile, Tag,
+};
+use crate::phone::E164;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Persistence of customers and their history.
+///
+/// Reads return the customer as of `now` (expired tags are left out) and the
+/// history summary with its windows ending at `now`.
+pub trait Store: Send + Sync + 'static {
+    /// A customer with their history summary.
+    fn get_profile(
+        &self,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Profile, StoreError>> + Send;
+
+    /// The profile of the customer owning `phone`.
+    fn lookup_by_phone(
+        &self,
+        phone: &E164,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Profile, StoreError>> + Send;
+
+    /// Creates the customer or replaces every field of the stored one
+    /// (phones, needs, preferences, consent; tags when `input.tags` is
+    /// `Some`). Bumps the version. Returns the stored record.
+    fn upsert_customer(
+        &self,
+        input: &CustomerInput,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Customer, StoreError>> + Send;
+
+    /// Creates a customer; [`StoreError::CustomerExists`] if the id is taken.
+    fn create_customer(
+        &self,
+        input: &CustomerInput,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Customer, StoreError>> + Send;
+
+    /// Adds tags, assigning ids and `now` as their creation time. Bumps the
+    /// version.
+    fn add_tags(
+        &self,
+        customer_id: &str,
+        tags: &[NewTag],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Tag>, StoreError>> + Send;
+
+    /// Removes one tag (expired or not). Bumps the version.
+    fn remove_tag(
+        &self,
+        customer_id: &str,
+        tag_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records a finished contact. Idempotent on `contact.contact_id`:
+    /// returns `false` (and keeps the first record) when it was already
+    /// recorded.
+    fn record_contact(
+        &self,
+        customer_id: &str,
+        contact: &Contact,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records a life or product event; idempotent on the event id when one
+    /// is given. Returns the stored event.
+    fn record_event(
+        &self,
+        customer_id: &str,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Event, StoreError>> + Send;
+
+    /// Records that a campaign was sent; idempotent on (campaign, channel,
+    /// sent_at).
+    fn record_campaign_exposure(
+        &self,
+        customer_id: &str,
+        exposure: &CampaignExposure,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("customer not found")]
+    CustomerNotFound,
+    #[error("tag not found")]
+    TagNotFound,
+    #[error("a customer with this id already exists")]
+    CustomerExists,
+    /// `index` is the phone's position in the written customer's list.
+    #[error("phone {index} is owned by another customer")]
+    PhoneTaken { index: usize },
+    /// A concurrent transaction got in the way (lock timeout, serialization
+    /// failure); retrying may succeed.
+    #[error("concurrent update; retry")]
+    Contention(#[source] sqlx::Error),
+    /// The database cannot be reached or has no connection to spare.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    /// A stored value this build cannot read (e.g. written by a newer
+    /// version, or edited by hand).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    InvalidUrl(&'static str),
+    #[error("failed to connect to {0}")]
+    Connect(String, #[source] sqlx::Error),
+    #[error("failed to migrate the {0} schema")]
+    Migrate(&'static str, #[source] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(e),
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // SQLite: SQLITE_BUSY / SQLITE_LOCKED and their extended
+                // codes (busy timeout elapsed, snapshot too old).
+                Some(code) if is_sqlite_busy(code) => Self::Contention(e),
+                // PostgreSQL: serialization failure, deadlock, lock timeout.
+                Some("40001" | "40P01" | "55P03") => Self::Contention(e),
+                // PostgreSQL: connection exceptions, too many connections,
+                // server shutting down.
+                Some(c) if c.starts_with("08") || c == "53300" || c.starts_with("57P") => {
+                    Self::Unavailable(e)
+                }
+                _ => Self::Database(e),
+            },
+            _ => Self::Database(e),
+        }
+    }
+}
+
+fn is_sqlite_busy(code: &str) -> bool {
+    // SQLite codes are decimal; the primary code is the low byte.
+    code.parse::<u32>()
+        .is_ok_and(|c| c & 0xff == 5 || c & 0xff == 6)
+}
+
+/// Which backend a database URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl DatabaseKind {
+    /// `sqlite:` URLs select SQLite, `postgres://` and `postgresql://`
+    /// PostgreSQL.
+    pub fn of(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            // The URL itself is not repeated: it may carry a password.
+            Err(StoreError::InvalidUrl(
+                "unsupported database URL: expected sqlite://PATH or postgres://USER@HOST/DB",
+            ))
+        }
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before failing with
+    /// UNAVAILABLE.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The backend chosen at startup by the database URL.
+#[derive(Clone)]
+pub enum Backend {
+    Sqlite(SqliteStore),
+    Postgres(PostgresStore),
+}
+
+impl Backend {
+    /// Connects to the database named by `url` and brings its schema up to
+    /// date (a missing SQLite file is created).
+    pub async fn connect(url: &str, options: PoolOptions) -> Result<Self, StoreError> {
+        Ok(match DatabaseKind::of(url)? {
+            DatabaseKind::Sqlite => Self::Sqlite(SqliteStore::connect(url, options).await?),
+            DatabaseKind::Postgres => Self::Postgres(PostgresStore::connect(url, options).await?),
+        })
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> DatabaseKind {
+        match self {
+            Self::Sqlite(_) => DatabaseKind::Sqlite,
+            Self::Postgres(_) => DatabaseKind::Postgres,
+        }
+    }
+
+    /// Closes every connection, waiting for them to be returned.
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(s) => s.close().await,
+            Self::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+/// Forwards a [`Store`] method to whichever backend is in use.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Backend::Sqlite(s) => s.$method($($arg),*).await,
+            Backend::Postgres(p) => p.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store for Backend {
+    async fn get_profile(
+        &self,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Profile, StoreError> {
+        dispatch!(self.get_profile(customer_id, now))
+    }
+
+    async fn lookup_by_phone(
+        &self,
+        phone: &E164,
+        now: DateTime<Utc>,
+    ) -> Result<Profile, StoreError> {
+        dispatch!(self.lookup_by_phone(phone, now))
+    }
+
+    async fn upsert_customer(
+        &self,
+        input: &CustomerInput,
+        now: DateTime<Utc>,
+    ) -> Result<Customer, StoreError> {
+        dispatch!(self.upsert_customer(input, now))
+    }
+
+    async fn create_customer(
+        &self,
+        input: &CustomerInput,
+        now: DateTime<Utc>,
+    ) -> Result<Customer, StoreError> {
+        dispatch!(self.create_customer(input, now))
+    }
+
+    async fn add_tags(
+        &self,
+        customer_id: &str,
+        tags: &[NewTag],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Tag>, StoreError> {
+        dispatch!(self.add_tags(customer_id, tags, now))
+    }
+
+    async fn remove_tag(
+        &self,
+        customer_id: &str,
+        tag_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.remove_tag(customer_id, tag_id, now))
+    }
+
+    async fn record_contact(
+        &self,
+        customer_id: &str,
+        contact: &Contact,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.record_contact(customer_id, contact, now))
+    }
+
+    async fn record_event(
+        &self,
+        customer_id: &str,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> Result<Event, StoreError> {
+        dispatch!(self.record_event(customer_id, event, now))
+    }
+
+    async fn record_campaign_exposure(
+        &self,
+        customer_id: &str,
+        exposure: &CampaignExposure,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.record_campaign_exposure(customer_id, exposure, now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_the_backend_without_echoing_them() {
+        assert_eq!(
+            DatabaseKind::of("sqlite://rapport-profile.db").ok(),
+            Some(DatabaseKind::Sqlite)
+        );
+        assert_eq!(
+            DatabaseKind::of("sqlite::memory:").ok(),
+            Some(DatabaseKind::Sqlite)
+        );
+        assert_eq!(
+            DatabaseKind::of("postgres://u:secret@db/rapport").ok(),
+            Some(DatabaseKind::Postgres)
+        );
+        assert_eq!(
+            DatabaseKind::of("postgresql://db/rapport").ok(),
+            Some(DatabaseKind::Postgres)
+        );
+        let err = DatabaseKind::of("mysql://u:secret@db/rapport").expect_err("unsupported");
+        assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn busy_and_serialization_errors_count_as_contention() {
+        assert!(is_sqlite_busy("5"));
+        assert!(is_sqlite_busy("517"));
+        assert!(is_sqlite_busy("6"));
+        assert!(!is_sqlite_busy("19"));
+        assert!(!is_sqlite_busy("2067"));
+    }
+}

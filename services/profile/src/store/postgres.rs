@@ -1,0 +1,103 @@
+//! The PostgreSQL backend, for production: replicas of the service share
+//! one database.
+//!
+//! Reads run in a read-only REPEATABLE READ transaction so the customer and
+//! every part of the summary come from one snapshot. Writes run in READ
+//! COMMITTED; each write locks the customer row first, so writers of one
+//! customer queue up rather than interleave.
+
+use std::str::FromStr as _;
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgConnection, PgPool};
+
+use super::{PoolOptions, StoreError};
+
+type Db = sqlx::Postgres;
+
+/// TIMESTAMPTZ maps straight to `DateTime<Utc>`.
+type Ts = DateTime<Utc>;
+
+fn ts(t: DateTime<Utc>) -> Ts {
+    t
+}
+
+#[allow(clippy::unnecessary_wraps)] // Same signature as the SQLite backend.
+fn from_ts(v: Ts) -> Result<DateTime<Utc>, StoreError> {
+    Ok(v)
+}
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL backend.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`) and
+    /// migrates the schema. Concurrent starts are safe: the migrator holds
+    /// an advisory lock.
+    pub async fn connect(url: &str, options: PoolOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Connect("PostgreSQL (invalid URL)".into(), e))?;
+        // Name the server without the password for error messages.
+        let target = format!(
+            "PostgreSQL at {}:{}/{}",
+            connect.get_host(),
+            connect.get_port(),
+            connect.get_database().unwrap_or_default()
+        );
+        // One direct connection first: when the server is unreachable or
+        // refuses us, the pool would only report a timeout, losing the
+        // cause an operator needs.
+        let probe = tokio::time::timeout(
+            options.acquire_timeout,
+            PgConnection::connect_with(&connect),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connection timed out",
+            )))
+        })
+        .map_err(|e| StoreError::Connect(target.clone(), e))?;
+        probe
+            .close()
+            .await
+            .map_err(|e| StoreError::Connect(target.clone(), e))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(|e| StoreError::Connect(target, e))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migrate("PostgreSQL", e))?;
+        Ok(Self { pool })
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin_read(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await?)
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
+        Ok(self.pool.begin().await?)
+    }
+}
+
+super::sql::sql_store!(PostgresStore);

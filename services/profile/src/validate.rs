@@ -1,0 +1,808 @@
+//! Request validation: turns wire messages into domain inputs, or refuses
+//! them with a [`FieldError`] (INVALID_ARGUMENT) naming the offending field
+//! by its path in the request, e.g. `customer.phones[0].number`.
+//!
+//! Everything is checked before the store is touched, so a refused request
+//! writes nothing. Limits are in characters and generous for real data;
+//! they exist so one record cannot bloat the hot path.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rapport_kit::validate::{self as v, FieldError};
+use rapport_proto as pb;
+
+use crate::model::{
+    Channel, Consent, Contact, ContactOutcome, ContactWindow, CustomerInput, Direction, Need,
+    NeedWeight, NewTag, PhoneInput, Preferences, PublicInfluence, TagKind, Weekday,
+};
+use crate::phone::{self, E164, Region};
+
+/// Longest values accepted, in characters.
+pub(crate) mod max {
+    pub const NAME: usize = 200;
+    pub const FORM_OF_ADDRESS: usize = 100;
+    pub const LOCALE: usize = 35;
+    pub const PLACE: usize = 100;
+    pub const AGE_BAND: usize = 16;
+    pub const OCCUPATION: usize = 100;
+    pub const SEGMENT: usize = 64;
+    pub const PHONE_LABEL: usize = 32;
+    pub const TAG_TEXT: usize = 200;
+    pub const AUTHOR: usize = 64;
+    pub const DNC_SOURCE: usize = 100;
+    pub const IVR_SELECTION: usize = 64;
+    pub const NOTES: usize = 2_000;
+    /// Phones per customer.
+    pub const PHONES: usize = 10;
+    /// Tags per request.
+    pub const TAGS: usize = 50;
+    /// Contact windows per customer.
+    pub const WINDOWS: usize = 28;
+}
+
+/// How far in the future a contact may start: clocks of the recording
+/// service and ours differ a little, but a contact cannot be from tomorrow.
+const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+
+const MINUTES_PER_DAY: u32 = 24 * 60;
+
+/// Free text: at most `max_chars` characters and no NUL, which PostgreSQL
+/// cannot store in TEXT (refusing it here keeps both backends alike).
+fn text(field: &str, value: &str, max_chars: usize) -> Result<(), FieldError> {
+    v::text(field, value, max_chars)?;
+    if value.contains('\0') {
+        return Err(FieldError::new(field, "must not contain NUL characters"));
+    }
+    Ok(())
+}
+
+/// Like [`text`] but must contain something besides whitespace.
+fn required_text(field: &str, value: &str, max_chars: usize) -> Result<(), FieldError> {
+    if value.trim().is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    text(field, value, max_chars)
+}
+
+/// A routing attribute (language, dialect): empty, or a lowercase name
+/// routing can use as an index key.
+fn optional_name(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.is_empty() {
+        Ok(())
+    } else {
+        v::name(field, value)
+    }
+}
+
+fn non_negative(field: &str, value: i64) -> Result<(), FieldError> {
+    if value < 0 {
+        return Err(FieldError::new(field, "must not be negative"));
+    }
+    Ok(())
+}
+
+/// A protobuf timestamp as UTC, within years 1900..=9999 (what every
+/// backend and client can represent).
+fn timestamp(field: &str, ts: &prost_types::Timestamp) -> Result<DateTime<Utc>, FieldError> {
+    let out_of_range = || FieldError::new(field, "is not a valid timestamp in years 1900..=9999");
+    let nanos = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(out_of_range)?;
+    let t = DateTime::from_timestamp(ts.seconds, nanos).ok_or_else(out_of_range)?;
+    let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).map(|d| d.and_time(Default::default()));
+    let latest = NaiveDate::from_ymd_opt(10000, 1, 1).map(|d| d.and_time(Default::default()));
+    match (earliest, latest) {
+        (Some(lo), Some(hi)) if t.naive_utc() >= lo && t.naive_utc() < hi => Ok(t),
+        _ => Err(out_of_range()),
+    }
+}
+
+fn optional_timestamp(
+    field: &str,
+    ts: Option<&prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, FieldError> {
+    ts.map(|t| timestamp(field, t)).transpose()
+}
+
+fn required_timestamp(
+    field: &str,
+    ts: Option<&prost_types::Timestamp>,
+) -> Result<DateTime<Utc>, FieldError> {
+    optional_timestamp(field, ts)?.ok_or_else(|| FieldError::new(field, "must be set"))
+}
+
+/// A customer id given on its own, e.g. `GetProfileRequest.customer_id`.
+pub(crate) fn customer_id(value: &str) -> Result<(), FieldError> {
+    v::id("customer_id", value)
+}
+
+/// A tag id given on its own.
+pub(crate) fn tag_id(value: &str) -> Result<(), FieldError> {
+    v::id("tag_id", value)
+}
+
+/// The number of a lookup, normalized to E.164.
+pub(crate) fn lookup_phone(value: &str, region: Region) -> Result<E164, FieldError> {
+    phone::normalize(value, region).map_err(|e| FieldError::new("phone", e.to_string()))
+}
+
+/// A whole customer for create or upsert. `now` decides whether tag
+/// expiries lie in the future and stamps a do-not-call without a time.
+pub(crate) fn customer(
+    customer: Option<&pb::Customer>,
+    region: Region,
+    now: DateTime<Utc>,
+) -> Result<CustomerInput, FieldError> {
+    let c = customer.ok_or_else(|| FieldError::new("customer", "must be set"))?;
+    v::id("customer.customer_id", &c.customer_id)?;
+    text("customer.name", &c.name, max::NAME)?;
+    text(
+        "customer.form_of_address",
+        &c.form_of_address,
+        max::FORM_OF_ADDRESS,
+    )?;
+    text("customer.locale", &c.locale, max::LOCALE)?;
+    optional_name("customer.language", &c.language)?;
+    optional_name("customer.dialect", &c.dialect)?;
+    text("customer.region", &c.region, max::PLACE)?;
+    text("customer.city", &c.city, max::PLACE)?;
+    time_zone("customer.time_zone", &c.time_zone)?;
+    text("customer.age_band", &c.age_band, max::AGE_BAND)?;
+    text("customer.occupation", &c.occupation, max::OCCUPATION)?;
+    non_negative("customer.assets", c.assets)?;
+    non_negative("customer.contribution", c.contribution)?;
+    non_negative("customer.potential_value", c.potential_value)?;
+    text("customer.segment", &c.segment, max::SEGMENT)?;
+
+    let public_influence = c.public_influence.unwrap_or_default();
+    if i64::try_from(public_influence.social_followers).is_err() {
+        return Err(FieldError::new(
+            "customer.public_influence.social_followers",
+            "is too large",
+        ));
+    }
+
+    let tags = if c.tags.is_empty() {
+        // proto3 cannot tell "no tags" from "keep the tags": an upsert
+        // without tags leaves the stored ones alone.
+        None
+    } else {
+        Some(tags("customer.tags", &c.tags, now)?)
+    };
+
+    Ok(CustomerInput {
+        customer_id: c.customer_id.clone(),
+        name: c.name.clone(),
+        form_of_address: c.form_of_address.clone(),
+        locale: c.locale.clone(),
+        language: c.language.clone(),
+        dialect: c.dialect.clone(),
+        region: c.region.clone(),
+        city: c.city.clone(),
+        time_zone: c.time_zone.clone(),
+        age_band: c.age_band.clone(),
+        occupation: c.occupation.clone(),
+        assets: c.assets,
+        contribution: c.contribution,
+        potential_value: c.potential_value,
+        segment: c.segment.clone(),
+        declared_needs: needs("customer.declared_needs", &c.declared_needs)?,
+        public_influence: PublicInfluence {
+            social_followers: public_influence.social_followers,
+            media_presence: public_influence.media_presence,
+        },
+        phones: phones("customer.phones", &c.phones, region)?,
+        tags,
+        preferences: preferences("customer.preferences", c.preferences.as_ref())?,
+        consent: consent("customer.consent", c.consent.as_ref(), now)?,
+    })
+}
+
+/// Empty, or an IANA time zone name known to the tz database.
+fn time_zone(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.is_empty() || value.parse::<chrono_tz::Tz>().is_ok() {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            "is not an IANA time zone name (e.g. Asia/Shanghai)",
+        ))
+    }
+}
+
+fn needs(field: &str, needs: &[pb::NeedWeight]) -> Result<Vec<NeedWeight>, FieldError> {
+    let mut seen: HashMap<Need, usize> = HashMap::new();
+    needs
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let need_field = format!("{field}[{i}].need");
+            let need: Need = v::enumeration(&need_field, n.need, false)?;
+            if let Some(first) = seen.insert(need, i) {
+                return Err(FieldError::new(
+                    need_field,
+                    format!("repeats {field}[{first}].need"),
+                ));
+            }
+            if !(0.0..=1.0).contains(&n.weight) {
+                return Err(FieldError::new(
+                    format!("{field}[{i}].weight"),
+                    "must be between 0 and 1",
+                ));
+            }
+            Ok(NeedWeight {
+                need,
+                weight: n.weight,
+            })
+        })
+        .collect()
+}
+
+fn phones(
+    field: &str,
+    phones: &[pb::Phone],
+    region: Region,
+) -> Result<Vec<PhoneInput>, FieldError> {
+    if phones.len() > max::PHONES {
+        return Err(FieldError::new(
+            field,
+            format!("at most {} phones", max::PHONES),
+        ));
+    }
+    let mut seen: HashMap<E164, usize> = HashMap::new();
+    phones
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let number_field = format!("{field}[{i}].number");
+            let number = phone::normalize(&p.number, region)
+                .map_err(|e| FieldError::new(&number_field, e.to_string()))?;
+            if let Some(first) = seen.insert(number.clone(), i) {
+                return Err(FieldError::new(
+                    number_field,
+                    format!("is the same number as {field}[{first}].number"),
+                ));
+            }
+            text(&format!("{field}[{i}].label"), &p.label, max::PHONE_LABEL)?;
+            Ok(PhoneInput {
+                number,
+                label: p.label.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Tags to add. Server-managed fields (`tag_id`, `created_at`) are ignored.
+pub(crate) fn tags(
+    field: &str,
+    tags: &[pb::CommunicationTag],
+    now: DateTime<Utc>,
+) -> Result<Vec<NewTag>, FieldError> {
+    if tags.len() > max::TAGS {
+        return Err(FieldError::new(
+            field,
+            format!("at most {} tags per request", max::TAGS),
+        ));
+    }
+    tags.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let kind: TagKind = v::enumeration(&format!("{field}[{i}].kind"), t.kind, false)?;
+            required_text(&format!("{field}[{i}].text"), &t.text, max::TAG_TEXT)?;
+            text(&format!("{field}[{i}].author"), &t.author, max::AUTHOR)?;
+            let expires_field = format!("{field}[{i}].expires_at");
+            let expires_at = optional_timestamp(&expires_field, t.expires_at.as_ref())?;
+            if expires_at.is_some_and(|at| at <= now) {
+                return Err(FieldError::new(expires_field, "must be in the future"));
+            }
+            Ok(NewTag {
+                kind,
+                text: t.text.clone(),
+                author: t.author.clone(),
+                expires_at,
+            })
+        })
+        .collect()
+}
+
+/// Tags of an AddTags request: at least one.
+pub(crate) fn new_tags(
+    tags_in: &[pb::CommunicationTag],
+    now: DateTime<Utc>,
+) -> Result<Vec<NewTag>, FieldError> {
+    if tags_in.is_empty() {
+        return Err(FieldError::new("tags", "must not be empty"));
+    }
+    tags("tags", tags_in, now)
+}
+
+pub(crate) fn preferences(
+    field: &str,
+    p: Option<&pb::Preferences>,
+) -> Result<Preferences, FieldError> {
+    let Some(p) = p else {
+        return Ok(Preferences::default());
+    };
+    v::optional_id(
+        &format!("{field}.preferred_agent_id"),
+        &p.preferred_agent_id,
+    )?;
+    v::optional_id(
+        &format!("{field}.dedicated_field_manager_id"),
+        &p.dedicated_field_manager_id,
+    )?;
+    let channel: Channel = v::enumeration(
+        &format!("{field}.preferred_channel"),
+        p.preferred_channel,
+        true,
+    )?;
+    optional_name(&format!("{field}.language"), &p.language)?;
+    let windows_field = format!("{field}.contact_windows");
+    if p.contact_windows.len() > max::WINDOWS {
+        return Err(FieldError::new(
+            windows_field,
+            format!("at most {} windows", max::WINDOWS),
+        ));
+    }
+    let contact_windows = p
+        .contact_windows
+        .iter()
+        .enumerate()
+        .map(|(i, w)| contact_window(&format!("{windows_field}[{i}]"), w))
+        .collect::<Result<_, _>>()?;
+    Ok(Preferences {
+        preferred_agent_id: p.preferred_agent_id.clone(),
+        dedicated_field_manager_id: p.dedicated_field_manager_id.clone(),
+        preferred_channel: (channel != Channel::Unspecified).then_some(channel),
+        contact_windows,
+        language: p.language.clone(),
+    })
+}
+
+fn contact_window(field: &str, w: &pb::ContactWindow) -> Result<ContactWindow, FieldError> {
+    let mut days: Vec<Weekday> = w
+        .days
+        .iter()
+        .enumerate()
+        .map(|(j, d)| v::enumeration(&format!("{field}.days[{j}]"), *d, false))
+        .collect::<Result<_, _>>()?;
+    days.sort();
+    days.dedup();
+    if w.start_minute >= MINUTES_PER_DAY {
+        return Err(FieldError::new(
+            format!("{field}.start_minute"),
+            "must be below 1440 (minutes after local midnight)",
+        ));
+    }
+    if w.end_minute > MINUTES_PER_DAY {
+        return Err(FieldError::new(
+            format!("{field}.end_minute"),
+            "must be at most 1440 (minutes after local midnight)",
+        ));
+    }
+    if w.end_minute <= w.start_minute {
+        return Err(FieldError::new(
+            format!("{field}.end_minute"),
+            "must be after start_minute",
+        ));
+    }
+    Ok(ContactWindow {
+        days,
+        start_minute: w.start_minute,
+        end_minute: w.end_minute,
+    })
+}
+
+/// Consent. A do-not-call without a time is stamped with `now`: the moment
+/// we learned of it.
+pub(crate) fn consent(
+    field: &str,
+    c: Option<&pb::Consent>,
+    now: DateTime<Utc>,
+) -> Result<Consent, FieldError> {
+    let Some(c) = c else {
+        return Ok(Consent::default());
+    };
+    text(
+        &format!("{field}.do_not_call_source"),
+        &c.do_not_call_source,
+        max::DNC_SOURCE,
+    )?;
+    let at = optional_timestamp(
+        &format!("{field}.do_not_call_at"),
+        c.do_not_call_at.as_ref(),
+    )?;
+    Ok(Consent {
+        care_calls: c.care_calls,
+        do_not_call: c.do_not_call,
+        do_not_call_source: c.do_not_call_source.clone(),
+        do_not_call_at: match at {
+            None if c.do_not_call => Some(now),
+            at => at,
+        },
+    })
+}
+
+/// A contact to record.
+pub(crate) fn contact(
+    contact: Option<&pb::ContactRecord>,
+    now: DateTime<Utc>,
+) -> Result<Contact, FieldError> {
+    let c = contact.ok_or_else(|| FieldError::new("contact", "must be set"))?;
+    v::id("contact.contact_id", &c.contact_id)?;
+    let channel: Channel = v::enumeration("contact.channel", c.channel, false)?;
+    let direction: Direction = v::enumeration("contact.direction", c.direction, false)?;
+    let started_at = required_timestamp("contact.started_at", c.started_at.as_ref())?;
+    if started_at > now + MAX_CLOCK_SKEW {
+        return Err(FieldError::new(
+            "contact.started_at",
+            "must not be in the future",
+        ));
+    }
+    text(
+        "contact.ivr_selection",
+        &c.ivr_selection,
+        max::IVR_SELECTION,
+    )?;
+    v::optional_id("contact.agent_id", &c.agent_id)?;
+    let outcome: ContactOutcome = v::enumeration("contact.outcome", c.outcome, true)?;
+    let csat = match c.csat {
+        0 => None,
+        1..=5 => u8::try_from(c.csat).ok(),
+        _ => {
+            return Err(FieldError::new(
+                "contact.csat",
+                "must be 1..=5, or 0 when not given",
+            ));
+        }
+    };
+    text("contact.notes", &c.notes, max::NOTES)?;
+    Ok(Contact {
+        contact_id: c.contact_id.clone(),
+        channel,
+        direction,
+        started_at,
+        ivr_selection: c.ivr_selection.clone(),
+        queue_wait_s: c.queue_wait_s,
+        handle_s: c.handle_s,
+        agent_id: c.agent_id.clone(),
+        outcome: (outcome != ContactOutcome::Unspecified).then_some(outcome),
+        complaint: c.complaint,
+        escalation_threat: c.escalation_threat,
+        csat,
+        solutions_offered: c.solutions_offered,
+        solutions_rejected: c.solutions_rejected,
+        compensation_asked: c.compensation_asked,
+        compensation_granted: c.compensation_granted,
+        notes: c.notes.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_750_000_000, 0).expect("valid")
+    }
+
+    fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
+        prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: 0,
+        }
+    }
+
+    /// The reference VIP customer of DESIGN.md §3.
+    fn reference() -> pb::Customer {
+        pb::Customer {
+            customer_id: "C-VIP-001".into(),
+            name: "陈先生".into(),
+            form_of_address: "陈总".into(),
+            locale: "zh-CN".into(),
+            language: "zh".into(),
+            dialect: "minnan".into(),
+            region: "Fujian".into(),
+            city: "Xiamen".into(),
+            time_zone: "Asia/Shanghai".into(),
+            age_band: "35-44".into(),
+            occupation: "private business owner".into(),
+            assets: 8_000_000,
+            segment: "private-banking".into(),
+            declared_needs: vec![pb::NeedWeight {
+                need: Need::Recognition as i32,
+                weight: 0.8,
+            }],
+            phones: vec![pb::Phone {
+                number: "138 0013 8000".into(),
+                label: "mobile".into(),
+            }],
+            tags: vec![pb::CommunicationTag {
+                kind: TagKind::AddressForm as i32,
+                text: "陈总".into(),
+                ..Default::default()
+            }],
+            preferences: Some(pb::Preferences {
+                dedicated_field_manager_id: "FM-7".into(),
+                preferred_channel: Channel::Voice as i32,
+                contact_windows: vec![pb::ContactWindow {
+                    days: vec![Weekday::Friday as i32, Weekday::Monday as i32],
+                    start_minute: 9 * 60,
+                    end_minute: 12 * 60,
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn field_of(c: pb::Customer) -> String {
+        customer(Some(&c), Region::CN, now())
+            .expect_err("refused")
+            .field
+    }
+
+    #[test]
+    fn the_reference_customer_is_accepted_and_normalized() {
+        let input = customer(Some(&reference()), Region::CN, now()).expect("valid");
+        assert_eq!(input.phones[0].number.as_str(), "+8613800138000");
+        assert_eq!(input.tags.as_ref().map(Vec::len), Some(1));
+        assert_eq!(
+            input.preferences.contact_windows[0].days,
+            vec![Weekday::Monday, Weekday::Friday]
+        );
+        assert_eq!(input.preferences.preferred_channel, Some(Channel::Voice));
+        assert_eq!(input.consent, Consent::default());
+    }
+
+    #[test]
+    fn bad_customer_fields_are_named() {
+        assert_eq!(
+            customer(None, Region::CN, now())
+                .expect_err("missing")
+                .field,
+            "customer"
+        );
+        let mut c = reference();
+        c.customer_id = String::new();
+        assert_eq!(field_of(c), "customer.customer_id");
+        let mut c = reference();
+        c.customer_id = "a b".into();
+        assert_eq!(field_of(c), "customer.customer_id");
+        let mut c = reference();
+        c.time_zone = "Mars/Olympus".into();
+        assert_eq!(field_of(c), "customer.time_zone");
+        let mut c = reference();
+        c.name = "x".repeat(max::NAME + 1);
+        assert_eq!(field_of(c), "customer.name");
+        let mut c = reference();
+        c.city = "Xia\0men".into();
+        assert_eq!(field_of(c), "customer.city");
+        let mut c = reference();
+        c.dialect = "Minnan Chinese".into();
+        assert_eq!(field_of(c), "customer.dialect");
+        let mut c = reference();
+        c.assets = -1;
+        assert_eq!(field_of(c), "customer.assets");
+        let mut c = reference();
+        c.public_influence = Some(pb::PublicInfluence {
+            social_followers: u64::MAX,
+            media_presence: false,
+        });
+        assert_eq!(field_of(c), "customer.public_influence.social_followers");
+    }
+
+    #[test]
+    fn bad_phones_are_named_by_index() {
+        let mut c = reference();
+        c.phones.push(pb::Phone {
+            number: "not a number".into(),
+            label: String::new(),
+        });
+        assert_eq!(field_of(c), "customer.phones[1].number");
+        let mut c = reference();
+        c.phones.push(pb::Phone {
+            number: "+86 138-0013-8000".into(),
+            label: String::new(),
+        });
+        let err = customer(Some(&c), Region::CN, now()).expect_err("duplicate");
+        assert_eq!(err.field, "customer.phones[1].number");
+        assert!(err.problem.contains("customer.phones[0]"));
+        let mut c = reference();
+        c.phones = vec![
+            pb::Phone {
+                number: "13800138000".into(),
+                label: String::new(),
+            };
+            max::PHONES + 1
+        ];
+        assert_eq!(field_of(c), "customer.phones");
+    }
+
+    #[test]
+    fn bad_needs_tags_windows_and_consent_are_named() {
+        let mut c = reference();
+        c.declared_needs[0].need = 99;
+        assert_eq!(field_of(c), "customer.declared_needs[0].need");
+        let mut c = reference();
+        c.declared_needs[0].weight = 1.5;
+        assert_eq!(field_of(c), "customer.declared_needs[0].weight");
+        let mut c = reference();
+        c.declared_needs[0].weight = f64::NAN;
+        assert_eq!(field_of(c), "customer.declared_needs[0].weight");
+        let mut c = reference();
+        c.declared_needs.push(c.declared_needs[0]);
+        assert_eq!(field_of(c), "customer.declared_needs[1].need");
+
+        let mut c = reference();
+        c.tags[0].kind = TagKind::Unspecified as i32;
+        assert_eq!(field_of(c), "customer.tags[0].kind");
+        let mut c = reference();
+        c.tags[0].text = "  ".into();
+        assert_eq!(field_of(c), "customer.tags[0].text");
+        let mut c = reference();
+        c.tags[0].text = "x".repeat(max::TAG_TEXT + 1);
+        assert_eq!(field_of(c), "customer.tags[0].text");
+        let mut c = reference();
+        c.tags[0].expires_at = Some(ts(now()));
+        assert_eq!(field_of(c), "customer.tags[0].expires_at");
+
+        let window = |start, end| {
+            let mut c = reference();
+            if let Some(p) = c.preferences.as_mut() {
+                p.contact_windows[0].start_minute = start;
+                p.contact_windows[0].end_minute = end;
+            }
+            field_of(c)
+        };
+        assert_eq!(
+            window(600, 600),
+            "customer.preferences.contact_windows[0].end_minute"
+        );
+        assert_eq!(
+            window(600, 540),
+            "customer.preferences.contact_windows[0].end_minute"
+        );
+        assert_eq!(
+            window(1440, 1441),
+            "customer.preferences.contact_windows[0].start_minute"
+        );
+        let mut c = reference();
+        if let Some(p) = c.preferences.as_mut() {
+            p.contact_windows[0].days.push(8);
+        }
+        assert_eq!(
+            field_of(c),
+            "customer.preferences.contact_windows[0].days[2]"
+        );
+        let mut c = reference();
+        if let Some(p) = c.preferences.as_mut() {
+            p.preferred_channel = 42;
+        }
+        assert_eq!(field_of(c), "customer.preferences.preferred_channel");
+
+        let mut c = reference();
+        c.consent = Some(pb::Consent {
+            do_not_call: true,
+            do_not_call_at: Some(prost_types::Timestamp {
+                seconds: 0,
+                nanos: -1,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(field_of(c), "customer.consent.do_not_call_at");
+    }
+
+    #[test]
+    fn do_not_call_without_a_time_is_stamped_now() {
+        let mut c = reference();
+        c.consent = Some(pb::Consent {
+            do_not_call: true,
+            ..Default::default()
+        });
+        let input = customer(Some(&c), Region::CN, now()).expect("valid");
+        assert_eq!(input.consent.do_not_call_at, Some(now()));
+    }
+
+    #[test]
+    fn upsert_without_tags_keeps_the_stored_ones() {
+        let mut c = reference();
+        c.tags.clear();
+        let input = customer(Some(&c), Region::CN, now()).expect("valid");
+        assert_eq!(input.tags, None);
+    }
+
+    fn valid_contact() -> pb::ContactRecord {
+        pb::ContactRecord {
+            contact_id: "call-1".into(),
+            channel: Channel::Voice as i32,
+            direction: Direction::Inbound as i32,
+            started_at: Some(ts(now() - Duration::hours(1))),
+            queue_wait_s: 34,
+            handle_s: 300,
+            agent_id: "A-1".into(),
+            outcome: ContactOutcome::Resolved as i32,
+            csat: 5,
+            ..Default::default()
+        }
+    }
+
+    fn contact_field(c: pb::ContactRecord) -> String {
+        contact(Some(&c), now()).expect_err("refused").field
+    }
+
+    #[test]
+    fn contacts_are_checked_field_by_field() {
+        let ok = contact(Some(&valid_contact()), now()).expect("valid");
+        assert_eq!(ok.csat, Some(5));
+        assert_eq!(ok.outcome, Some(ContactOutcome::Resolved));
+
+        let mut c = valid_contact();
+        c.csat = 0;
+        assert_eq!(contact(Some(&c), now()).expect("no csat").csat, None);
+        c.outcome = 0;
+        assert_eq!(contact(Some(&c), now()).expect("no outcome").outcome, None);
+
+        assert_eq!(contact(None, now()).expect_err("missing").field, "contact");
+        let mut c = valid_contact();
+        c.csat = 6;
+        assert_eq!(contact_field(c), "contact.csat");
+        let mut c = valid_contact();
+        c.channel = 0;
+        assert_eq!(contact_field(c), "contact.channel");
+        let mut c = valid_contact();
+        c.channel = 99;
+        assert_eq!(contact_field(c), "contact.channel");
+        let mut c = valid_contact();
+        c.direction = 7;
+        assert_eq!(contact_field(c), "contact.direction");
+        let mut c = valid_contact();
+        c.outcome = 42;
+        assert_eq!(contact_field(c), "contact.outcome");
+        let mut c = valid_contact();
+        c.started_at = None;
+        assert_eq!(contact_field(c), "contact.started_at");
+        let mut c = valid_contact();
+        c.started_at = Some(ts(now() + Duration::days(1)));
+        assert_eq!(contact_field(c), "contact.started_at");
+        let mut c = valid_contact();
+        c.contact_id = "x".repeat(65);
+        assert_eq!(contact_field(c), "contact.contact_id");
+        let mut c = valid_contact();
+        c.notes = "x".repeat(max::NOTES + 1);
+        assert_eq!(contact_field(c), "contact.notes");
+        let mut c = valid_contact();
+        c.agent_id = "agent 1".into();
+        assert_eq!(contact_field(c), "contact.agent_id");
+    }
+
+    #[test]
+    fn lookups_and_tag_requests_name_their_fields() {
+        assert_eq!(
+            lookup_phone("12", Region::CN).expect_err("short").field,
+            "phone"
+        );
+        assert_eq!(
+            lookup_phone("+86 138 0013 8000", Region::CN)
+                .expect("valid")
+                .as_str(),
+            "+8613800138000"
+        );
+        assert_eq!(new_tags(&[], now()).expect_err("empty").field, "tags");
+        assert_eq!(customer_id("").expect_err("empty").field, "customer_id");
+        assert_eq!(tag_id("a/b").expect_err("bad").field, "tag_id");
+    }
+
+    #[test]
+    fn timestamps_outside_years_1900_to_9999_are_refused() {
+        let t = |seconds| timestamp("t", &prost_types::Timestamp { seconds, nanos: 0 });
+        assert!(t(0).is_ok());
+        assert!(t(-2_208_988_800).is_ok()); // 1900-01-01
+        assert!(t(-2_208_988_801).is_err());
+        assert!(t(253_402_300_799).is_ok()); // 9999-12-31T23:59:59
+        assert!(t(253_402_300_800).is_err());
+        assert!(t(i64::MAX).is_err());
+    }
+}
