@@ -8,7 +8,8 @@
 //!   stack, and drains gracefully on shutdown.
 //! - [`shutdown`]: SIGTERM/SIGINT as a future.
 //! - [`client`]: lazily connected channels to other services.
-//! - [`phone`]: E.164 normalization shared by every service.
+//! - [`phone`]: E.164 normalization (the `phonenumber` crate), one
+//!   implementation for every service.
 //! - [`validate`] and [`status`]: request validation that names the field,
 //!   and opaque internal errors that are logged with their cause chain.
 //! - [`main`]: the few lines every service binary runs.

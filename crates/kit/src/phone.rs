@@ -1,72 +1,190 @@
-//! Phone numbers: every service normalizes to E.164 the same way.
+//! Phone number normalization: every number is stored and looked up in
+//! E.164 form, so "138 0000 0000", "+86 138-0000-0000" and "008613800000000"
+//! find the same customer.
+//!
+//! Errors never contain the number itself: they end up in statuses and
+//! logs, and phone numbers must not.
 
-use std::str::FromStr as _;
+use std::fmt;
+use std::str::FromStr;
 
-/// A default region that is not an ISO 3166 code the phone library knows.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown phone region {0:?}; expected an ISO 3166 code such as CN or US")]
-pub struct UnknownRegion(String);
+use phonenumber::country;
 
-/// The region numbers without a country code are parsed in.
-#[derive(Debug, Clone, Copy)]
-pub struct Region(phonenumber::country::Id);
+/// The region numbers without a leading `+` are parsed in (ISO 3166-1
+/// alpha-2, e.g. `CN`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region(country::Id);
 
 impl Region {
-    /// Parses an ISO 3166 alpha-2 code, e.g. `CN`.
-    pub fn parse(code: &str) -> Result<Self, UnknownRegion> {
-        phonenumber::country::Id::from_str(&code.to_ascii_uppercase())
-            .map(Self)
-            .map_err(|_| UnknownRegion(code.to_owned()))
+    /// China, the default region of the service.
+    pub const CN: Region = Region(country::Id::CN);
+
+    /// The ISO code, e.g. `CN`.
+    pub fn code(&self) -> &str {
+        self.0.as_ref()
     }
 }
 
-/// Normalizes a phone number in any common format to E.164
-/// (`+8613800000000`). Numbers starting with `+` carry their own country;
-/// others are read in `region`. Invalid numbers are refused.
-pub fn normalize(region: Region, input: &str) -> Result<String, &'static str> {
-    let trimmed = input.trim();
-    if trimmed.is_empty() {
-        return Err("must not be empty");
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
     }
-    if trimmed.len() > 32 {
-        return Err("must be at most 32 characters");
+}
+
+/// A region code the phone metadata does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown phone region {0:?}: expected an ISO 3166-1 alpha-2 country code such as CN or US")]
+pub struct UnknownRegion(String);
+
+impl FromStr for Region {
+    type Err = UnknownRegion;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let code = s.trim().to_ascii_uppercase();
+        let id = country::Id::from_str(&code).map_err(|_| UnknownRegion(s.to_owned()))?;
+        // The enum lists CLDR regions; only accept those the bundled
+        // metadata can actually parse numbers for.
+        if phonenumber::metadata::DATABASE.by_id(id.as_ref()).is_none() {
+            return Err(UnknownRegion(s.to_owned()));
+        }
+        Ok(Self(id))
     }
-    let number =
-        phonenumber::parse(Some(region.0), trimmed).map_err(|_| "is not a phone number")?;
-    if !phonenumber::is_valid(&number) {
-        return Err("is not a valid phone number");
+}
+
+/// A phone number in E.164 form. Only [`normalize`] creates one, so the
+/// store is never handed an unnormalized number.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct E164(String);
+
+impl E164 {
+    /// The number, e.g. `+8613800000000`.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+impl fmt::Display for E164 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a phone number was refused. Deliberately carries no digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {MAX_INPUT_LEN} characters")]
+    TooLong,
+    #[error("is not a phone number")]
+    Unparsable,
+    #[error("is not a valid phone number")]
+    Invalid,
+}
+
+/// Longest input accepted before parsing: generous for formatting
+/// characters, and a bound on the parser's work.
+pub const MAX_INPUT_LEN: usize = 40;
+
+/// Normalizes a number in any common format to E.164. Input starting with
+/// `+` is parsed as international; anything else in `region` (so national
+/// forms and the region's international call prefix, e.g. `00` in CN, work).
+pub fn normalize(input: &str, region: Region) -> Result<E164, PhoneError> {
+    let input = input.trim();
+    if input.is_empty() {
+        return Err(PhoneError::Empty);
+    }
+    if input.chars().count() > MAX_INPUT_LEN {
+        return Err(PhoneError::TooLong);
+    }
+    let country = if input.starts_with('+') {
+        None
+    } else {
+        Some(region.0)
+    };
+    let number = phonenumber::parse(country, input).map_err(|_| PhoneError::Unparsable)?;
+    if !number.is_valid() {
+        return Err(PhoneError::Invalid);
+    }
+    Ok(E164(
+        number.format().mode(phonenumber::Mode::E164).to_string(),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn cn() -> Region {
+        Region::CN
+    }
+
     #[test]
-    fn formats_normalize_to_e164() {
-        let cn = Region::parse("CN").expect("known region");
+    fn regions_parse_case_insensitively_and_reject_unknown_codes() {
+        assert_eq!("CN".parse::<Region>(), Ok(Region::CN));
+        assert_eq!(Region::CN.code(), "CN");
+        assert_eq!("us".parse::<Region>().expect("us").code(), "US");
+        let err = "XX".parse::<Region>().expect_err("XX is no region");
+        assert!(err.to_string().contains("ISO 3166-1"));
+        assert!("".parse::<Region>().is_err());
+        assert!("China".parse::<Region>().is_err());
+    }
+
+    #[test]
+    fn national_and_international_forms_normalize_to_the_same_e164() {
+        let expected = "+8613800138000";
+        for input in [
+            "13800138000",
+            "138 0013 8000",
+            "138-0013-8000",
+            "+86 138 0013 8000",
+            "+8613800138000",
+            "008613800138000",
+            " (+86) 138-0013-8000 ",
+        ] {
+            assert_eq!(
+                normalize(input, cn()).map(|n| n.to_string()),
+                Ok(expected.to_owned()),
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn landlines_and_foreign_numbers_keep_their_country() {
         assert_eq!(
-            normalize(cn, "138 0013 8000").as_deref(),
-            Ok("+8613800138000")
+            normalize("0592 123 4567", cn())
+                .expect("Xiamen landline")
+                .as_str(),
+            "+865921234567"
         );
         assert_eq!(
-            normalize(cn, "+86 138-0013-8000").as_deref(),
-            Ok("+8613800138000")
+            normalize("+1 650-253-0000", cn())
+                .expect("US number")
+                .as_str(),
+            "+16502530000"
         );
+        let us: Region = "US".parse().expect("US");
         assert_eq!(
-            normalize(cn, "+1 (415) 555-2671").as_deref(),
-            Ok("+14155552671")
+            normalize("(650) 253-0000", us)
+                .expect("US national")
+                .as_str(),
+            "+16502530000"
         );
     }
 
     #[test]
     fn garbage_is_refused() {
-        let cn = Region::parse("cn").expect("case-insensitive");
-        assert!(normalize(cn, "").is_err());
-        assert!(normalize(cn, "not a phone").is_err());
-        assert!(normalize(cn, "123").is_err());
-        assert!(normalize(cn, &"1".repeat(40)).is_err());
-        assert!(Region::parse("XX").is_err());
+        assert_eq!(normalize("", cn()), Err(PhoneError::Empty));
+        assert_eq!(normalize("   ", cn()), Err(PhoneError::Empty));
+        assert_eq!(normalize("hello", cn()), Err(PhoneError::Unparsable));
+        assert_eq!(normalize("+86 1", cn()), Err(PhoneError::Unparsable));
+        // Parsable, but no such number exists in the numbering plan.
+        assert_eq!(normalize("123", cn()), Err(PhoneError::Invalid));
+        assert_eq!(normalize("+86 12345678901", cn()), Err(PhoneError::Invalid));
+        assert_eq!(
+            normalize(&"1".repeat(MAX_INPUT_LEN + 1), cn()),
+            Err(PhoneError::TooLong)
+        );
     }
 }

@@ -172,7 +172,7 @@ async fn play(mesh: &Mesh) -> anyhow::Result<()> {
         .into_inner();
     if let Some(summary) = view.summary {
         println!(
-            "▶ Profile of 陈总 now holds {} contacts ({} complaints in 90 days); waits before complaints: {:?} s\n",
+            "▶ Profile of 陈总 now holds {} contacts ({} complaint(s) in the last 90 days); waits before complaints: {:?} s\n",
             summary.total_contacts,
             summary.complaints_90d,
             summary

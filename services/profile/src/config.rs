@@ -3,7 +3,7 @@
 
 use rapport_kit::config::ServerArgs;
 
-use crate::phone::Region;
+use rapport_kit::phone::Region;
 
 /// Profile service configuration.
 #[derive(clap::Parser, Debug, Clone)]

@@ -22,7 +22,7 @@ mod service;
 mod validate;
 
 pub mod model;
-pub mod phone;
+
 pub mod store;
 
 use std::future::Future;

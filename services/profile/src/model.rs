@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 pub use rapport_proto::{Channel, ContactOutcome, Direction, Need, TagKind, Weekday};
 
-use crate::phone::E164;
+use rapport_kit::phone::E164;
 
 /// A need with its weight in `[0, 1]`.
 #[derive(Debug, Clone, PartialEq)]

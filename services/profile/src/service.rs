@@ -12,9 +12,9 @@ use chrono::Utc;
 use rapport_proto as pb;
 use tonic::{Request, Response, Status};
 
-use crate::phone::Region;
 use crate::store::Store;
 use crate::{convert, validate};
+use rapport_kit::phone::Region;
 
 /// The ProfileService implementation over any [`Store`].
 pub(crate) struct ProfileApi<S> {

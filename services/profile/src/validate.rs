@@ -16,7 +16,7 @@ use crate::model::{
     Channel, Consent, Contact, ContactOutcome, ContactWindow, CustomerInput, Direction, Need,
     NeedWeight, NewTag, PhoneInput, Preferences, PublicInfluence, TagKind, Weekday,
 };
-use crate::phone::{self, E164, Region};
+use rapport_kit::phone::{self, E164, Region};
 
 /// Longest values accepted, in characters.
 pub(crate) mod max {

@@ -5,12 +5,12 @@
 //! Every case controls `now`, so windows and expiries are exact.
 
 use chrono::{DateTime, Duration, Utc};
+use rapport_kit::phone::{self, E164, Region};
 use rapport_profile::model::{
     CampaignExposure, Channel, Consent, Contact, ContactOutcome, ContactWindow, Customer,
     CustomerInput, Direction, Need, NeedWeight, NewEvent, NewTag, PhoneInput, Preferences,
     PublicInfluence, TagKind, Weekday,
 };
-use rapport_profile::phone::{self, E164, Region};
 use rapport_profile::store::{PoolOptions, PostgresStore, SqliteStore, Store, StoreError};
 
 /// Generates one `#[tokio::test]` per case and backend, each with a fresh

@@ -52,7 +52,9 @@ impl rapport_kit::Service for App {
             .context("failed to load the routing policy")?;
         rapport_kit::validate::id("default_center", &config.default_center)
             .context("invalid --default-center")?;
-        let region = rapport_kit::phone::Region::parse(&config.default_region)
+        let region: rapport_kit::phone::Region = config
+            .default_region
+            .parse()
             .context("invalid --default-region")?;
         let state =
             state::LiveState::connect(&config.redis_url, policy.queue_scan, policy.call_ttl_s)

@@ -67,8 +67,8 @@ pub fn derive(
             };
             let min_score = selection.min_score.max(rule.min_score);
             reasons.push(format!(
-                "VIP pool {} with {} ≥ {min_score:.1} ({})",
-                rule.pool, selection.skill, c.tier_reason
+                "VIP caller: pool {} with {} ≥ {min_score:.1}",
+                rule.pool, selection.skill
             ));
             Derived {
                 group: Group {

@@ -217,8 +217,10 @@ impl Routing {
             None
         } else {
             Some(
-                rapport_kit::phone::normalize(self.region, &req.caller_phone)
-                    .map_err(|problem| FieldError::new("caller_phone", problem))?,
+                rapport_kit::phone::normalize(&req.caller_phone, self.region)
+                    .map_err(|e| FieldError::new("caller_phone", e.to_string()))?
+                    .as_str()
+                    .to_owned(),
             )
         };
         if !self.policy.selections.contains_key(&req.ivr_selection) {
@@ -708,8 +710,10 @@ impl pb::routing_service_server::RoutingService for Routing {
         let center = self.center(&req.center_id)?;
         let mut agent = validate_agent(req.agent.as_ref())?;
         if !agent.phone.is_empty() {
-            agent.phone = rapport_kit::phone::normalize(self.region, &agent.phone)
-                .map_err(|problem| FieldError::new("agent.phone", problem))?;
+            agent.phone = rapport_kit::phone::normalize(&agent.phone, self.region)
+                .map_err(|e| FieldError::new("agent.phone", e.to_string()))?
+                .as_str()
+                .to_owned();
         }
         let groups = agent_groups(&agent);
         let change = self

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use crate::model::{
     CampaignExposure, Contact, Customer, CustomerInput, Event, NewEvent, NewTag, Profile, Tag,
 };
-use crate::phone::E164;
+use rapport_kit::phone::E164;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

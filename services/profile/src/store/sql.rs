@@ -42,7 +42,7 @@ macro_rules! sql_store {
             NewTag, NeedWeight, Phone, Preferences, Consent, Profile, PublicInfluence, Tag,
             WaitEvidence, limits,
         };
-        use $crate::phone::E164;
+        use rapport_kit::phone::E164;
         use $crate::store::codec;
 
         type Conn = <Db as sqlx::Database>::Connection;
