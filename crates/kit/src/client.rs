@@ -2,7 +2,13 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
+
+use crate::observe::{Observe, ObserveLayer};
+
+/// A channel to another Rapport service whose calls are traced (the W3C
+/// context is injected into the metadata) and counted (`grpc_client_*`).
+pub type Channel = Observe<tonic::transport::Channel>;
 
 /// Failure to set up a client channel (a malformed URL).
 #[derive(Debug, thiserror::Error)]
@@ -33,5 +39,26 @@ pub fn channel(
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(endpoint.connect_lazy())
+    Ok(tower::Layer::layer(
+        &ObserveLayer::client(),
+        endpoint.connect_lazy(),
+    ))
+}
+
+/// Asks a dependency's grpc.health.v1 whether it is serving; for readiness
+/// checks.
+pub async fn check_health(channel: &Channel, service: &str) -> Result<(), String> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let reply = client
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
+    match ServingStatus::try_from(reply.into_inner().status) {
+        Ok(ServingStatus::Serving) => Ok(()),
+        Ok(other) => Err(other.as_str_name().to_lowercase()),
+        Err(_) => Err("unknown health status".into()),
+    }
 }

@@ -14,6 +14,11 @@ pub struct ServerArgs {
     #[arg(long = "listen", env = "RAPPORT_LISTEN")]
     pub listen: Option<SocketAddr>,
 
+    /// Address of the admin HTTP port (/metrics, /healthz, /readyz).
+    /// Defaults to 0.0.0.0 on the gRPC default port + 1000 (51051-51054).
+    #[arg(long = "admin-listen", env = "RAPPORT_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// How long in-flight RPCs may take to finish after SIGTERM before the
     /// server drops them (e.g. "10s", "500ms").
     #[arg(long = "shutdown-grace", env = "RAPPORT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -26,6 +31,7 @@ impl ServerArgs {
     pub fn ephemeral() -> Self {
         Self {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             shutdown_grace: Duration::from_secs(2),
         }
     }
@@ -37,6 +43,13 @@ impl ServerArgs {
     pub fn listen_addr(&self, default_port: u16) -> SocketAddr {
         self.listen
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], default_port)))
+    }
+
+    /// The admin address to bind: the configured one, or all interfaces on
+    /// the gRPC default port + 1000.
+    pub fn admin_addr(&self, default_port: u16) -> SocketAddr {
+        self.admin_listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], default_port.saturating_add(1000))))
     }
 }
 

@@ -29,7 +29,6 @@ pub trait Service: Sized {
 /// failures are printed with their cause chain and exit non-zero.
 pub fn main<S: Service>() -> ExitCode {
     let config = <S::Config as clap::Parser>::parse();
-    rapport_telemetry::init(S::NAME);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -41,8 +40,15 @@ pub fn main<S: Service>() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let app = S::build(config).await?;
-        app.run(crate::shutdown::signal()).await
+        // The OTLP exporter needs the runtime, so telemetry starts inside it
+        // and is flushed after the server has drained.
+        let telemetry = rapport_telemetry::init(S::NAME);
+        let result = match S::build(config).await {
+            Ok(app) => app.run(crate::shutdown::signal()).await,
+            Err(e) => Err(e),
+        };
+        telemetry.shutdown().await;
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,11 @@
 //! - [`server::GrpcServer`]: binds the listener (port 0 works), serves the
 //!   service with grpc.health.v1 and server reflection behind one tower
 //!   stack, and drains gracefully on shutdown.
+//! - [`observe`]: the tower layers that give every RPC a span (chained
+//!   across services by W3C trace context) and the `grpc_server_*` /
+//!   `grpc_client_*` metrics.
+//! - [`admin`]: the admin HTTP port (/metrics, /healthz, /readyz) and the
+//!   readiness checks that also drive grpc.health.v1.
 //! - [`shutdown`]: SIGTERM/SIGINT as a future.
 //! - [`client`]: lazily connected channels to other services.
 //! - [`phone`]: E.164 normalization (the `phonenumber` crate), one
@@ -14,8 +19,10 @@
 //!   and opaque internal errors that are logged with their cause chain.
 //! - [`main`]: the few lines every service binary runs.
 
+pub mod admin;
 pub mod client;
 pub mod config;
+pub mod observe;
 pub mod phone;
 pub mod server;
 pub mod shutdown;

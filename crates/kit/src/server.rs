@@ -6,6 +6,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::admin::Readiness;
+pub use crate::admin::Severity;
+use crate::config::ServerArgs;
+use crate::observe::ObserveLayer;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -14,9 +18,9 @@ use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower_http::trace::TraceLayer;
 
-use crate::config::ServerArgs;
+/// How often dependency checks refresh readiness.
+const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A bound gRPC server that has not started serving yet.
 ///
@@ -26,6 +30,9 @@ use crate::config::ServerArgs;
 pub struct GrpcServer {
     listener: TcpListener,
     local_addr: SocketAddr,
+    admin_listener: TcpListener,
+    admin_addr: SocketAddr,
+    readiness: Readiness,
     routes: RoutesBuilder,
     services: Vec<&'static str>,
     health: HealthReporter,
@@ -43,12 +50,22 @@ impl GrpcServer {
         let local_addr = listener
             .local_addr()
             .context("failed to read the bound address")?;
+        let admin = args.admin_addr(default_port);
+        let admin_listener = crate::admin::bind(admin)
+            .await
+            .with_context(|| format!("failed to listen on {admin} (admin port)"))?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .context("failed to read the bound admin address")?;
         let (health, health_service) = tonic_health::server::health_reporter();
         let mut routes = RoutesBuilder::default();
         routes.add_service(health_service);
         Ok(Self {
             listener,
             local_addr,
+            admin_listener,
+            admin_addr,
+            readiness: Readiness::default(),
             routes,
             services: Vec::new(),
             health,
@@ -61,10 +78,22 @@ impl GrpcServer {
         self.local_addr
     }
 
-    /// The health reporter, for services whose readiness depends on their
-    /// dependencies.
-    pub fn health(&self) -> HealthReporter {
-        self.health.clone()
+    /// The bound admin HTTP address (/metrics, /healthz, /readyz).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Adds a dependency check. While a `Required` check fails, the
+    /// service reports NOT_SERVING on grpc.health.v1 and 503 on /readyz (it
+    /// keeps answering requests it can); a failing `Degrades` check is only
+    /// reported on /readyz.
+    pub fn readiness_check<F, Fut>(mut self, name: &str, severity: Severity, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.readiness.add(name, severity, check);
+        self
     }
 
     /// Adds a gRPC service. It is reported SERVING once the server starts
@@ -91,6 +120,9 @@ impl GrpcServer {
         let Self {
             listener,
             local_addr,
+            admin_listener,
+            admin_addr,
+            readiness,
             mut routes,
             services,
             health,
@@ -106,13 +138,38 @@ impl GrpcServer {
         routes.add_service(reflection_v1);
         routes.add_service(reflection_v1alpha);
 
-        for name in services.iter().copied().chain([""]) {
-            health
-                .set_service_status(name, ServingStatus::Serving)
-                .await;
-        }
+        // Readiness: checked once before reporting SERVING, then every few
+        // seconds; the same result drives grpc.health.v1 and /readyz.
+        let ready = readiness.refresh().await;
+        set_health(&health, &services, ready).await;
+        let (stop_checks, mut checks_stopped) = tokio::sync::watch::channel(false);
+        let readiness_loop = {
+            let readiness = readiness.clone();
+            let health = health.clone();
+            let services = services.clone();
+            tokio::spawn(async move {
+                let mut last = ready;
+                loop {
+                    tokio::select! {
+                        _ = checks_stopped.changed() => break,
+                        () = tokio::time::sleep(READINESS_INTERVAL) => {}
+                    }
+                    rapport_telemetry::run_metrics_upkeep();
+                    let now = readiness.refresh().await;
+                    if now != last {
+                        tracing::info!(ready = now, "readiness changed");
+                        set_health(&health, &services, now).await;
+                        last = now;
+                    }
+                }
+            })
+        };
+        let mut admin_stop = stop_checks.subscribe();
+        let admin = tokio::spawn(crate::admin::serve(admin_listener, readiness, async move {
+            let _ = admin_stop.changed().await;
+        }));
 
-        let stack = tower::ServiceBuilder::new().layer(TraceLayer::new_for_grpc());
+        let stack = tower::ServiceBuilder::new().layer(ObserveLayer::server());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -122,19 +179,20 @@ impl GrpcServer {
                 let _ = stop_rx.await;
             });
         tokio::pin!(serve);
-        tracing::info!(addr = %local_addr, services = ?services, "serving");
+        tracing::info!(addr = %local_addr, admin = %admin_addr, services = ?services, "serving");
 
         tokio::select! {
-            result = &mut serve => return result.context("gRPC server failed"),
+            result = &mut serve => {
+                let _ = stop_checks.send(true);
+                return result.context("gRPC server failed");
+            }
             () = shutdown => {}
         }
 
         // Tell load balancers first, then stop accepting and drain.
-        for name in services.iter().copied().chain([""]) {
-            health
-                .set_service_status(name, ServingStatus::NotServing)
-                .await;
-        }
+        let _ = stop_checks.send(true);
+        let _ = readiness_loop.await;
+        set_health(&health, &services, false).await;
         let _ = stop_tx.send(());
         match tokio::time::timeout(grace, &mut serve).await {
             Ok(result) => result.context("gRPC server failed while draining")?,
@@ -143,8 +201,22 @@ impl GrpcServer {
                 "drain grace period elapsed; dropping remaining connections"
             ),
         }
+        if let Ok(Err(e)) = admin.await {
+            tracing::warn!(error = %e, "admin server failed");
+        }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+async fn set_health(health: &HealthReporter, services: &[&'static str], serving: bool) {
+    let status = if serving {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in services.iter().copied().chain([""]) {
+        health.set_service_status(name, status).await;
     }
 }
 

@@ -38,6 +38,7 @@ pub use config::Config;
 pub const DEFAULT_PORT: u16 = 50051;
 
 use crate::store::{Backend, PoolOptions};
+use rapport_kit::server::Severity;
 
 /// A built profile service: database open and migrated, listener bound.
 pub struct App {
@@ -73,7 +74,13 @@ impl rapport_kit::Service for App {
             "profile store ready"
         );
         let api = service::ProfileApi::new(store.clone(), config.default_region);
-        let server = server.add_service(ProfileServiceServer::new(api));
+        let ping = store.clone();
+        let server = server
+            .add_service(ProfileServiceServer::new(api))
+            .readiness_check("database", Severity::Required, move || {
+                let store = ping.clone();
+                async move { store.ping().await.map_err(|e| e.to_string()) }
+            });
         Ok(Self { server, store })
     }
 

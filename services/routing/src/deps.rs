@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use rapport_kit::client::Channel;
 use rapport_proto::classification_service_client::ClassificationServiceClient;
 use rapport_proto::profile_service_client::ProfileServiceClient;
 use rapport_proto::{
     Classification, ClassifyRequest, ContactRecord, GetProfileRequest, LookupByPhoneRequest,
     ProfileView, RecordContactRequest,
 };
-use tonic::transport::Channel;
 
 /// The outcome of resolving a caller to a profile.
 #[derive(Debug)]

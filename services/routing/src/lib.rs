@@ -23,7 +23,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use rapport_kit::server::GrpcServer;
+use rapport_kit::client::check_health;
+use rapport_kit::server::{GrpcServer, Severity};
 use rapport_proto::routing_service_server::RoutingServiceServer;
 
 pub use config::Config;
@@ -73,9 +74,30 @@ impl rapport_kit::Service for App {
             default_center: config.default_center,
             region,
         };
+        // Readiness: without Redis routing can only answer fallbacks, so it
+        // is required; profile and classification only degrade decisions.
+        let redis = routing.state.clone();
+        let timeout = config
+            .dependency_timeout
+            .max(std::time::Duration::from_millis(500));
+        let profile = rapport_kit::client::channel("profile", &config.profile_url, timeout)?;
+        let classification =
+            rapport_kit::client::channel("classification", &config.classification_url, timeout)?;
         let server = GrpcServer::bind(&config.server, DEFAULT_PORT)
             .await?
-            .add_service(RoutingServiceServer::new(routing));
+            .add_service(RoutingServiceServer::new(routing))
+            .readiness_check("redis", Severity::Required, move || {
+                let redis = redis.clone();
+                async move { redis.ping().await.map_err(|e| e.to_string()) }
+            })
+            .readiness_check("profile", Severity::Degrades, move || {
+                let channel = profile.clone();
+                async move { check_health(&channel, "rapport.v1.ProfileService").await }
+            })
+            .readiness_check("classification", Severity::Degrades, move || {
+                let channel = classification.clone();
+                async move { check_health(&channel, "rapport.v1.ClassificationService").await }
+            });
         Ok(Self { server })
     }
 

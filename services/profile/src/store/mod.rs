@@ -239,6 +239,14 @@ impl Backend {
         }
     }
 
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Self::Sqlite(s) => s.ping().await,
+            Self::Postgres(p) => p.ping().await,
+        }
+    }
+
     /// Closes every connection, waiting for them to be returned.
     pub async fn close(&self) {
         match self {

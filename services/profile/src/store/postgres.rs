@@ -84,6 +84,12 @@ impl PostgresStore {
     }
 
     /// Closes every connection.
+    /// Whether the database answers a trivial query (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
