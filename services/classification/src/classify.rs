@@ -10,19 +10,30 @@ use rapport_proto::{Classification, ClassifyRequest};
 use crate::policy::Policy;
 use crate::rules;
 
-/// Classifies one contact under `policy`. `now` anchors time windows (the
-/// patience lookback); the service passes the current time.
+/// Classifies one contact under `policy`. `now` anchors every time window
+/// (patience lookback, moment-of-truth events, silence); the service passes
+/// the current time, tests and replays a fixed one.
 ///
-/// Computed now: value tier, language/dialect and patience, each with its
-/// reason, and `policy_version`.
-///
-/// Left at their defaults (empty / unspecified / 0): `needs`,
-/// `primary_need`, `emotion`, `moment_of_truth`, `risk_flags`, `churn_risk`
-/// and `guidance`. They belong to the classification issue (needs, emotion,
-/// moments of truth, risk), which adds them as further rules here, some
-/// reading `request.text` — that is the only reason `text` is accepted
-/// (and size-checked) already.
+/// The text (if any) is read once into a [`rules::TextReading`] that the
+/// text rules share. Every output carries its reason or evidence, except
+/// churn risk, whose proto field has no room for one (its reason is in
+/// [`churn_reason`]).
 pub fn classify(policy: &Policy, request: &ClassifyRequest, now: DateTime<Utc>) -> Classification {
+    analyze(policy, request, now).classification
+}
+
+/// The explanation of the churn risk, which `Classification` cannot carry.
+pub fn churn_reason(policy: &Policy, request: &ClassifyRequest, now: DateTime<Utc>) -> String {
+    analyze(policy, request, now).churn_reason
+}
+
+/// A classification with the parts the proto has no field for.
+pub(crate) struct Analysis {
+    pub(crate) classification: Classification,
+    pub(crate) churn_reason: String,
+}
+
+pub(crate) fn analyze(policy: &Policy, request: &ClassifyRequest, now: DateTime<Utc>) -> Analysis {
     let profile = request.profile.as_ref();
     let customer = profile.and_then(|p| p.customer.as_ref());
     let summary = profile.and_then(|p| p.summary.as_ref());
@@ -31,16 +42,47 @@ pub fn classify(policy: &Policy, request: &ClassifyRequest, now: DateTime<Utc>) 
     let language = rules::language::language(policy.language(), customer, &request.language_hint);
     let patience = rules::patience::patience(policy.patience(), summary, now);
 
-    Classification {
-        tier: tier.value.into(),
-        tier_reason: tier.reason,
-        language: language.value.language,
-        dialect: language.value.dialect.unwrap_or_default(),
-        language_reason: language.reason,
-        patience_s: patience.value,
-        patience_reason: patience.reason,
-        policy_version: policy.version().to_owned(),
-        ..Classification::default()
+    let reading = rules::TextReading::new(policy, &request.text);
+    let needs = rules::needs::needs(policy, customer, summary, &reading, now);
+    let emotion = rules::emotion::emotion(policy, &reading);
+    let moment = rules::moment::moment(policy, summary, &reading, &emotion, now);
+    let risks = rules::risk::risks(policy, customer, summary, &reading);
+    let churn = rules::churn::churn(
+        policy,
+        summary,
+        &reading,
+        &emotion,
+        moment.result.flagged,
+        &risks,
+    );
+    let guidance = rules::guidance::guidance(
+        policy,
+        customer,
+        &risks,
+        needs.primary,
+        moment.category.as_deref(),
+        now,
+    );
+
+    Analysis {
+        classification: Classification {
+            tier: tier.value.into(),
+            tier_reason: tier.reason,
+            language: language.value.language,
+            dialect: language.value.dialect.unwrap_or_default(),
+            language_reason: language.reason,
+            patience_s: patience.value,
+            patience_reason: patience.reason,
+            needs: needs.scores,
+            primary_need: needs.primary.into(),
+            emotion: Some(emotion),
+            moment_of_truth: Some(moment.result),
+            risk_flags: risks,
+            churn_risk: churn.value,
+            guidance: Some(guidance),
+            policy_version: policy.version().to_owned(),
+        },
+        churn_reason: churn.reason,
     }
 }
 
@@ -121,9 +163,12 @@ mod tests {
                 .starts_with("patience 27 s from 3 complaints/hang-ups")
         );
         assert_eq!(c.policy_version, policy.version());
-        // Issue-5 outputs stay empty rather than made up.
-        assert!(c.needs.is_empty() && c.risk_flags.is_empty());
-        assert!(c.emotion.is_none() && c.moment_of_truth.is_none() && c.guidance.is_none());
+        // No text and a calm history: nothing made up.
+        assert!(c.risk_flags.is_empty(), "{:?}", c.risk_flags);
+        assert_eq!(
+            c.emotion.as_ref().map(|e| e.emotion()),
+            Some(rapport_proto::Emotion::Unspecified)
+        );
     }
 
     #[test]

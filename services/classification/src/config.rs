@@ -2,6 +2,7 @@
 //! environment fallbacks.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use rapport_kit::config::ServerArgs;
 
@@ -39,6 +40,28 @@ pub struct Config {
         value_parser = clap::value_parser!(u64).range(1..=MAX_TEXT_BYTES_LIMIT)
     )]
     pub max_text_bytes: u64,
+
+    /// Text model file (JSON written by `make train`). Without it, the model
+    /// compiled into the binary (data/classification/model.json) is used.
+    /// An invalid file stops startup.
+    #[arg(long = "model", env = "RAPPORT_CLASSIFICATION_MODEL")]
+    pub model: Option<PathBuf>,
+
+    /// How often the policy (and model) files are checked for changes; a
+    /// changed file is reloaded, an invalid one is logged with its line and
+    /// the policy in force is kept. SIGHUP reloads at once. `0s` disables
+    /// polling (SIGHUP still works).
+    #[arg(
+        long = "policy-poll",
+        env = "RAPPORT_CLASSIFICATION_POLICY_POLL",
+        default_value = "2s",
+        value_parser = parse_duration
+    )]
+    pub policy_poll: Duration,
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| format!("invalid duration {value:?}: {e}"))
 }
 
 impl Config {
@@ -48,6 +71,8 @@ impl Config {
             server: ServerArgs::ephemeral(),
             policy: None,
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
+            model: None,
+            policy_poll: Duration::from_secs(2),
         }
     }
 

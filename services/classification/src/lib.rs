@@ -14,18 +14,35 @@
 //! module each, composed by the pure function [`classify()`]; the gRPC layer
 //! only validates input and calls it.
 //!
-//! Needs, emotion, moments of truth, risk flags, guidance, the text model,
-//! `ClassifyStream` and policy hot reload belong to the classification
-//! issue. The structure is ready for them: new rules go in [`rules`], their
-//! settings in [`Policy`], a model beside the policy, and a reload swaps
-//! the [`SharedPolicy`] the service reads ([`App::policy`]).
+//! From the text of the contact (chat, email, social post, transcript) and
+//! the history it adds, also with evidence:
+//!
+//! - the needs (six kinds, weighted, primary first),
+//! - the emotion (calm / anxious / upset / angry, with intensity),
+//! - whether this is a moment of truth,
+//! - risk flags (escalation threat, solutions exhausted, compensation
+//!   seeking, rule disregard, repeat caller, long-call cost, public
+//!   influence) and churn risk,
+//! - handling guidance (script scope, escalation policy, prepared
+//!   solutions, case references, cautions).
+//!
+//! Text is read with policy lexicons ([`text`], negation and degree aware)
+//! and a learned model ([`model`], trained from [`corpus`] by
+//! `make train`); both load once at startup. The policy reloads on SIGHUP
+//! and on file change ([`reload`]); `ClassifyStream` re-classifies a live
+//! transcript and re-emits when the classification changes.
 
+pub mod cases;
 mod classify;
 mod config;
+pub mod corpus;
+pub mod model;
 mod normalize;
 pub mod policy;
+pub mod reload;
 pub mod rules;
 mod service;
+pub mod text;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,7 +51,7 @@ use anyhow::Context as _;
 use rapport_kit::server::GrpcServer;
 use rapport_proto::classification_service_server::ClassificationServiceServer;
 
-pub use classify::classify;
+pub use classify::{churn_reason, classify};
 
 /// The port served on when `--listen` is not given.
 pub const DEFAULT_PORT: u16 = 50052;
@@ -45,6 +62,8 @@ pub use policy::{Policy, PolicyError, PolicySource, SharedPolicy};
 pub struct App {
     server: GrpcServer,
     policy: SharedPolicy,
+    reloader: reload::Reloader,
+    watcher: tokio::task::JoinHandle<()>,
 }
 
 impl App {
@@ -58,6 +77,11 @@ impl App {
     pub fn policy(&self) -> SharedPolicy {
         self.policy.clone()
     }
+
+    /// Reloads the policy (and model file) now, as SIGHUP does.
+    pub fn reload(&self) -> Result<String, reload::ReloadError> {
+        self.reloader.reload()
+    }
 }
 
 impl rapport_kit::Service for App {
@@ -68,16 +92,24 @@ impl rapport_kit::Service for App {
         // The policy is loaded before the port is bound, so a bad policy
         // fails startup without ever reporting SERVING.
         let source = config.policy_source();
-        let policy = source
-            .load()
+        let policy = reload::Reloader::load(&source, config.model.as_ref())
             .with_context(|| format!("cannot load the classification {source}"))?;
+        // The segmenter's dictionary loads now rather than on the first
+        // request, which would otherwise take a fraction of a second.
+        text::warm_up();
         tracing::info!(
             version = policy.version(),
             source = %source,
+            model = policy.model().corpus_digest(),
             max_text_bytes = config.max_text_bytes,
-            "classification policy loaded"
+            "classification policy and text model loaded"
         );
         let policy = SharedPolicy::new(policy);
+        let reloader = reload::Reloader::new(source, config.model.clone(), policy.clone());
+        let watcher = reloader
+            .clone()
+            .spawn(config.policy_poll)
+            .context("cannot watch for SIGHUP")?;
 
         let classifier = service::Classifier {
             policy: policy.clone(),
@@ -86,13 +118,24 @@ impl rapport_kit::Service for App {
         let server = GrpcServer::bind(&config.server, DEFAULT_PORT)
             .await?
             .add_service(ClassificationServiceServer::new(classifier));
-        Ok(Self { server, policy })
+        Ok(Self {
+            server,
+            policy,
+            reloader,
+            watcher,
+        })
     }
 
     fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = anyhow::Result<()>> + Send {
-        self.server.serve(shutdown)
+        let watcher = self.watcher;
+        let serve = self.server.serve(shutdown);
+        async move {
+            let result = serve.await;
+            watcher.abort();
+            result
+        }
     }
 }

@@ -109,6 +109,13 @@ fn request() -> impl Strategy<Value = ClassifyRequest> {
         })
 }
 
+/// The built-in policy's text sections (needs, emotion, risk...), which
+/// these properties do not vary.
+fn text_sections() -> &'static str {
+    let builtin = rapport_classification::policy::BUILTIN_POLICY;
+    builtin.find("\n[text]\n").map_or("", |i| &builtin[i..])
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 
@@ -146,7 +153,8 @@ proptest! {
             "version = \"p\"\n[tiers.vip]\nassets = 2\n[tiers.preferred]\nassets = 1\n\
              [language]\ndefault = \"zh\"\n\
              [patience]\ndefault_s = {default_s}\nfactor = {factor:?}\nfloor_s = {floor_s}\n\
-             min_evidence = {min_evidence}\nlookback_days = {lookback_days}\n"
+             min_evidence = {min_evidence}\nlookback_days = {lookback_days}\n{}",
+            text_sections()
         );
         let policy = Policy::parse(&source).expect("valid policy");
         let request = ClassifyRequest {

@@ -11,9 +11,14 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::analysis::{
+    ChurnFile, EmotionFile, GuidanceFile, MomentFile, NeedsFile, RiskFile, TextFile,
+};
 use super::{
     Dialect, LanguagePolicy, PatiencePolicy, Policy, PolicyError, Problem, Thresholds, TierPolicy,
 };
+use crate::cases::CaseLibrary;
+use crate::model::TextModel;
 use crate::normalize;
 
 #[derive(Deserialize)]
@@ -23,6 +28,13 @@ struct PolicyFile {
     tiers: TiersFile,
     language: LanguageFile,
     patience: PatienceFile,
+    text: TextFile,
+    needs: NeedsFile,
+    emotion: EmotionFile,
+    moment_of_truth: MomentFile,
+    risk: RiskFile,
+    churn: ChurnFile,
+    guidance: GuidanceFile,
 }
 
 #[derive(Deserialize)]
@@ -81,15 +93,28 @@ pub(super) fn parse(source: &str) -> Result<Policy, PolicyError> {
         line: e.span().map(|span| line_of(source, span.start)),
         message: e.to_string().trim_end().to_owned(),
     })?;
+    let model = TextModel::builtin().map_err(PolicyError::Model)?;
+    let cases = CaseLibrary::builtin().map_err(PolicyError::Cases)?;
     let mut check = Checker {
         source,
         problems: Vec::new(),
     };
+    let moment = check.moment(&file.moment_of_truth);
+    let categories = super::analysis::categories(&moment.events);
     let policy = Policy {
         version: check.version(&file.version),
         tiers: check.tiers(&file.tiers),
         language: check.language(&file.language),
         patience: check.patience(&file.patience),
+        text: check.text(&file.text),
+        needs: check.needs(&file.needs),
+        emotion: check.emotion(&file.emotion),
+        risk: check.risk(&file.risk),
+        churn: check.churn(&file.churn),
+        guidance: check.guidance(&file.guidance, &categories),
+        moment,
+        model,
+        cases,
     };
     if check.problems.is_empty() {
         Ok(policy)
@@ -110,13 +135,18 @@ fn line_of(source: &str, offset: usize) -> usize {
         + 1
 }
 
-struct Checker<'a> {
-    source: &'a str,
-    problems: Vec<Problem>,
+pub(super) struct Checker<'a> {
+    pub(super) source: &'a str,
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Checker<'_> {
-    fn problem<T>(&mut self, at: &Spanned<T>, key: impl Into<String>, problem: impl Into<String>) {
+    pub(super) fn problem<T>(
+        &mut self,
+        at: &Spanned<T>,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+    ) {
         self.problems.push(Problem {
             line: line_of(self.source, at.span().start),
             key: key.into(),
@@ -378,7 +408,7 @@ mod tests {
     use crate::policy::BUILTIN_POLICY;
 
     /// A minimal valid policy; tests replace one line to break it.
-    const VALID: &str = r#"version = "test-1"
+    const MINIMAL: &str = r#"version = "test-1"
 
 [tiers.vip]
 assets = 5_000_000
@@ -401,9 +431,19 @@ min_evidence = 1
 lookback_days = 365
 "#;
 
+    /// The minimal policy followed by the built-in text sections, which
+    /// these tests do not vary (their own tests are in `analysis`).
+    fn valid() -> String {
+        let tail = BUILTIN_POLICY
+            .find("\n[text]\n")
+            .map_or("", |i| &BUILTIN_POLICY[i..]);
+        format!("{MINIMAL}{tail}")
+    }
+
     fn with(from: &str, to: &str) -> String {
-        assert!(VALID.contains(from), "test fixture lacks {from:?}");
-        VALID.replacen(from, to, 1)
+        let valid = valid();
+        assert!(MINIMAL.contains(from), "test fixture lacks {from:?}");
+        valid.replacen(from, to, 1)
     }
 
     fn invalid(source: &str) -> Vec<Problem> {
@@ -426,7 +466,7 @@ lookback_days = 365
 
     #[test]
     fn a_minimal_policy_parses() {
-        let policy = Policy::parse(VALID).expect("valid");
+        let policy = Policy::parse(&valid()).expect("valid");
         assert_eq!(policy.version(), "test-1");
         assert_eq!(policy.tiers().vip.contribution, None);
         assert_eq!(policy.patience().factor, 0.8);
@@ -445,14 +485,15 @@ lookback_days = 365
 
     #[test]
     fn an_unknown_section_is_refused() {
-        let err = Policy::parse(&format!("{VALID}\n[needs]\nweight = 1\n")).expect_err("unknown");
-        assert!(err.to_string().contains("needs"), "{err}");
+        let err =
+            Policy::parse(&format!("{}\n[wishes]\nweight = 1\n", valid())).expect_err("unknown");
+        assert!(err.to_string().contains("wishes"), "{err}");
         assert!(err.line().is_some());
     }
 
     #[test]
     fn a_missing_section_is_refused() {
-        let source = VALID.replace("[patience]", "[patience_typo]");
+        let source = valid().replace("[patience]", "[patience_typo]");
         let err = Policy::parse(&source).expect_err("missing");
         assert!(matches!(err, PolicyError::Syntax { .. }));
     }
@@ -542,7 +583,8 @@ lookback_days = 365
         assert_eq!(problems[0].key, "language.dialects.Min Nan");
 
         let source = format!(
-            "{VALID}\n[language.dialects.other]\nlanguage = \"zh\"\nplaces = [\"xiamen city\"]\n"
+            "{}\n[language.dialects.other]\nlanguage = \"zh\"\nplaces = [\"xiamen city\"]\n",
+            valid()
         );
         let problems = invalid(&source);
         assert_eq!(problems[0].key, "language.dialects.other.places");
@@ -552,7 +594,8 @@ lookback_days = 365
         assert_eq!(problems[0].key, "language.dialects.minnan.places");
 
         let source = format!(
-            "{VALID}\n[language.dialects.other]\nlanguage = \"zh\"\nplaces = [\"X\"]\naliases = [\"MinNan\"]\n"
+            "{}\n[language.dialects.other]\nlanguage = \"zh\"\nplaces = [\"X\"]\naliases = [\"MinNan\"]\n",
+            valid()
         );
         let problems = invalid(&source);
         assert_eq!(problems[0].key, "language.dialects.other.aliases");

@@ -11,12 +11,22 @@
 //! reload (SIGHUP or file change, classification issue) can swap in a new
 //! policy atomically while requests in flight finish on the old one.
 
+mod analysis;
 mod file;
+
+pub(crate) use analysis::categories;
+pub use analysis::{
+    ChurnPolicy, EmotionPolicy, GuidancePolicy, MomentEvent, MomentPolicy, NeedHistory,
+    NeedsPolicy, RISK_KINDS, RiskPolicy, TextPolicy, risk_name,
+};
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::cases::{CaseLibrary, CasesError};
+use crate::model::{ModelError, TextModel};
 
 /// The default policy, compiled in from `policy/classification.toml` at the
 /// repository root so the service runs without any file.
@@ -32,6 +42,18 @@ pub struct Policy {
     tiers: TierPolicy,
     language: LanguagePolicy,
     patience: PatiencePolicy,
+    text: TextPolicy,
+    needs: NeedsPolicy,
+    emotion: EmotionPolicy,
+    moment: MomentPolicy,
+    risk: RiskPolicy,
+    churn: ChurnPolicy,
+    guidance: GuidancePolicy,
+    /// The learned text model; the built-in one unless replaced with
+    /// [`Policy::with_model`]. Shared, since it is large and read-only.
+    model: Arc<TextModel>,
+    /// The case library guidance refers into.
+    cases: Arc<CaseLibrary>,
 }
 
 impl Policy {
@@ -63,6 +85,57 @@ impl Policy {
     /// Patience learning parameters.
     pub fn patience(&self) -> &PatiencePolicy {
         &self.patience
+    }
+
+    /// Negation and degree words.
+    pub fn text(&self) -> &TextPolicy {
+        &self.text
+    }
+
+    /// Needs lexicons and weights.
+    pub fn needs(&self) -> &NeedsPolicy {
+        &self.needs
+    }
+
+    /// Emotion lexicons and weights.
+    pub fn emotion(&self) -> &EmotionPolicy {
+        &self.emotion
+    }
+
+    /// Moment-of-truth events and words.
+    pub fn moment(&self) -> &MomentPolicy {
+        &self.moment
+    }
+
+    /// Risk flag thresholds and words.
+    pub fn risk(&self) -> &RiskPolicy {
+        &self.risk
+    }
+
+    /// Churn risk weights.
+    pub fn churn(&self) -> &ChurnPolicy {
+        &self.churn
+    }
+
+    /// Handling guidance texts.
+    pub fn guidance(&self) -> &GuidancePolicy {
+        &self.guidance
+    }
+
+    /// The learned text model.
+    pub fn model(&self) -> &Arc<TextModel> {
+        &self.model
+    }
+
+    /// The case library.
+    pub fn cases(&self) -> &Arc<CaseLibrary> {
+        &self.cases
+    }
+
+    /// The same policy with another model (a `--model` file).
+    pub fn with_model(mut self, model: Arc<TextModel>) -> Self {
+        self.model = model;
+        self
     }
 }
 
@@ -161,13 +234,19 @@ pub enum PolicyError {
     /// Well-formed but with values out of range or inconsistent.
     #[error("{}", join(problems))]
     Invalid { problems: Vec<Problem> },
+    /// The compiled-in text model is unusable (a build problem).
+    #[error("the built-in text model is unusable")]
+    Model(#[source] ModelError),
+    /// The compiled-in case library is unusable (a build problem).
+    #[error("the built-in case library is unusable")]
+    Cases(#[source] CasesError),
 }
 
 impl PolicyError {
     /// The line of the (first) problem, when known.
     pub fn line(&self) -> Option<usize> {
         match self {
-            Self::Read(_) => None,
+            Self::Read(_) | Self::Model(_) | Self::Cases(_) => None,
             Self::Syntax { line, .. } => *line,
             Self::Invalid { problems } => problems.first().map(|p| p.line),
         }

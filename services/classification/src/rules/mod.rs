@@ -2,14 +2,76 @@
 //! the request that returns its conclusion with a reason an operator (or an
 //! agent on the screen pop) can read and check against the policy file.
 //!
-//! One module per rule keeps them independently testable. The rule families
-//! of the classification issue (needs, emotion, moment of truth, risk,
-//! guidance) are added here the same way, returning evidence lists instead
-//! of a single reason where several findings combine.
+//! One module per rule keeps them independently testable. The rules that
+//! read text share one [`TextReading`] (normalized characters and the
+//! model's prediction), computed once per classification; where several
+//! findings combine, a rule returns an evidence list instead of one reason.
 
+pub mod churn;
+pub mod emotion;
+pub mod guidance;
 pub mod language;
+pub mod moment;
+pub mod needs;
 pub mod patience;
+pub mod risk;
 pub mod tier;
+
+use crate::model::Prediction;
+use crate::policy::Policy;
+use crate::text;
+
+/// The contact's text as the rules read it, computed once.
+#[derive(Debug, Clone)]
+pub struct TextReading {
+    /// Normalized characters ([`text::normalize`]).
+    pub chars: Vec<char>,
+    /// The learned model's reading.
+    pub prediction: Prediction,
+    /// `!` marks, which raise the intensity of a negative emotion.
+    pub exclamations: usize,
+    /// Written mostly in capitals (English shouting).
+    pub shouting: bool,
+    /// Any letter or Chinese character at all.
+    pub has_words: bool,
+}
+
+impl TextReading {
+    pub fn new(policy: &Policy, raw: &str) -> Self {
+        let chars = text::normalize(raw);
+        let has_words = chars.iter().any(|&c| c.is_alphanumeric());
+        let prediction = if has_words {
+            policy.model().predict(&text::model_features(&chars))
+        } else {
+            Prediction {
+                needs: None,
+                emotion: None,
+            }
+        };
+        let exclamations = chars.iter().filter(|&&c| c == '!').count();
+        Self {
+            chars,
+            prediction,
+            exclamations,
+            shouting: shouting(raw),
+            has_words,
+        }
+    }
+}
+
+/// At least three words of three or more Latin letters, and most of them in
+/// capitals.
+fn shouting(raw: &str) -> bool {
+    let words: Vec<&str> = raw
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| w.len() >= 3)
+        .collect();
+    let upper = words
+        .iter()
+        .filter(|w| w.bytes().all(|b| b.is_ascii_uppercase()))
+        .count();
+    upper >= 3 && upper * 3 >= words.len() * 2
+}
 
 /// A rule's conclusion and why it was reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
