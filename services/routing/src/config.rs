@@ -53,6 +53,16 @@ pub struct Config {
     /// the contact is routed without that dependency (marked degraded).
     #[arg(long, env = "RAPPORT_DEPENDENCY_TIMEOUT", default_value = "150ms", value_parser = parse_duration)]
     pub dependency_timeout: Duration,
+
+    /// Time an agent has to accept an offer; overrides the policy's
+    /// `offers.timeout_s` (e.g. for tests).
+    #[arg(long, env = "RAPPORT_OFFER_TIMEOUT", value_parser = parse_duration)]
+    pub offer_timeout: Option<Duration>,
+
+    /// How often this replica sweeps due timers (offer expiry, widening,
+    /// wrap-up). Any number of replicas may sweep.
+    #[arg(long, env = "RAPPORT_SWEEP_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    pub sweep_interval: Duration,
 }
 
 impl Config {
@@ -67,6 +77,8 @@ impl Config {
             default_center: "default".to_owned(),
             default_region: "CN".to_owned(),
             dependency_timeout: Duration::from_millis(500),
+            offer_timeout: None,
+            sweep_interval: Duration::from_millis(250),
         }
     }
 }

@@ -26,6 +26,42 @@ pub struct Group {
     pub speech: Option<Speech>,
 }
 
+impl Group {
+    /// Parses a group key as written by `Display` (best effort: unknown
+    /// parts are ignored).
+    pub fn parse(key: &str) -> Self {
+        let mut parts = key.split('|');
+        let mut group = Group {
+            skill: parts.next().unwrap_or_default().to_owned(),
+            pool: None,
+            speech: None,
+        };
+        for part in parts {
+            match part.split_once(':') {
+                Some(("p", pool)) => group.pool = Some(pool.to_owned()),
+                Some(("l", l)) => group.speech = Some(Speech::Language(l.to_owned())),
+                Some(("d", d)) => group.speech = Some(Speech::Dialect(d.to_owned())),
+                _ => {}
+            }
+        }
+        group
+    }
+
+    pub fn language(&self) -> Option<&str> {
+        match &self.speech {
+            Some(Speech::Language(l)) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub fn dialect(&self) -> Option<&str> {
+        match &self.speech {
+            Some(Speech::Dialect(d)) => Some(d),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Group {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.skill)?;
@@ -45,8 +81,10 @@ impl fmt::Display for Group {
 ///
 /// For each skill: the bare skill, each pool, each language and each
 /// dialect, and each pool combined with each language and dialect. The
-/// count is small (skills × (1 + pools) × (1 + languages + dialects)).
-pub fn agent_groups(agent: &AgentProfile) -> Vec<(String, f64)> {
+/// count is small (skills × (1 + pools) × (1 + languages + dialects)). A
+/// trainee is never indexed in the risk (specialist) pool, even if listed
+/// in it: risky contacts never reach trainees.
+pub fn agent_groups(agent: &AgentProfile, risk_pool: &str) -> Vec<(String, f64)> {
     let speech: Vec<Option<Speech>> = std::iter::once(None)
         .chain(
             agent
@@ -62,7 +100,14 @@ pub fn agent_groups(agent: &AgentProfile) -> Vec<(String, f64)> {
         )
         .collect();
     let pools: Vec<Option<String>> = std::iter::once(None)
-        .chain(agent.pools.iter().cloned().map(Some))
+        .chain(
+            agent
+                .pools
+                .iter()
+                .filter(|p| !(agent.trainee && *p == risk_pool))
+                .cloned()
+                .map(Some),
+        )
         .collect();
     let mut skills: Vec<(&String, &f64)> = agent.skills.iter().collect();
     skills.sort_by(|a, b| a.0.cmp(b.0));
@@ -84,9 +129,12 @@ pub fn agent_groups(agent: &AgentProfile) -> Vec<(String, f64)> {
 
 /// Whether an agent satisfies a group (ignoring the minimum score). Used by
 /// tests to check the index against the definition.
-pub fn satisfies(agent: &AgentProfile, group: &Group) -> bool {
+pub fn satisfies(agent: &AgentProfile, group: &Group, risk_pool: &str) -> bool {
     agent.skills.contains_key(&group.skill)
-        && group.pool.as_ref().is_none_or(|p| agent.pools.contains(p))
+        && group
+            .pool
+            .as_ref()
+            .is_none_or(|p| agent.pools.contains(p) && !(agent.trainee && p == risk_pool))
         && match &group.speech {
             None => true,
             Some(Speech::Language(l)) => agent.languages.contains(l),
@@ -123,6 +171,7 @@ mod tests {
             speech: Some(Speech::Dialect("minnan".into())),
         };
         assert_eq!(g.to_string(), "wealth|p:vip|d:minnan");
+        assert_eq!(Group::parse("wealth|p:vip|d:minnan"), g);
         let g = Group {
             skill: "cards".into(),
             pool: None,
@@ -134,7 +183,7 @@ mod tests {
     #[test]
     fn vip_minnan_agent_is_indexed_under_the_reference_group() {
         let a = agent(&[("wealth", 9.6)], &["zh"], &["minnan"], &["vip"]);
-        let groups = agent_groups(&a);
+        let groups = agent_groups(&a, "complaints");
         assert!(groups.contains(&("wealth|p:vip|d:minnan".to_string(), 9.6)));
         assert!(groups.contains(&("wealth".to_string(), 9.6)));
         // 1 skill × (1 + 1 pool) × (1 + 1 language + 1 dialect)
@@ -157,12 +206,14 @@ mod tests {
             skill in name(),
             pool in prop::option::of(name()),
             speech in prop::option::of((any::<bool>(), name())),
+            trainee in any::<bool>(),
         ) {
             let a = AgentProfile {
                 skills: skills.into_iter().collect(),
                 languages: langs.into_iter().collect(),
                 dialects: dialects.into_iter().collect(),
                 pools: pools.into_iter().collect(),
+                trainee,
                 ..Default::default()
             };
             let group = Group {
@@ -171,8 +222,12 @@ mod tests {
                 speech: speech.map(|(dialect, n)| if dialect { Speech::Dialect(n) } else { Speech::Language(n) }),
             };
             let key = group.to_string();
-            let indexed = agent_groups(&a).iter().any(|(g, _)| *g == key);
-            prop_assert_eq!(indexed, satisfies(&a, &group));
+            // "b" is the risk pool here.
+            let indexed = agent_groups(&a, "b").iter().any(|(g, _)| *g == key);
+            prop_assert_eq!(indexed, satisfies(&a, &group, "b"));
+            if trainee && group.pool.as_deref() == Some("b") {
+                prop_assert!(!indexed, "a trainee is never in the risk pool");
+            }
         }
     }
 }

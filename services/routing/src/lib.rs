@@ -6,17 +6,23 @@
 //! minimum skill score), reads the best idle candidates of that group from
 //! a Redis index, ranks them, and reserves one atomically in a Lua script
 //! — or queues the contact in Redis when nobody fits. An agent turning ready
-//! takes the longest-waiting contact it qualifies for.
+//! takes the longest-waiting contact it qualifies for. Offers expire, queued
+//! contacts widen their requirements over time, and callers whose
+//! estimated wait exceeds their patience are offered a callback; a sweeper
+//! on every replica processes those timers.
 
 mod config;
 mod deps;
 mod error;
 pub mod groups;
+mod metrics;
 pub mod policy;
 pub mod ranking;
 pub mod requirements;
 mod service;
 pub mod state;
+pub mod sweeper;
+mod views;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +41,8 @@ pub const DEFAULT_PORT: u16 = 50053;
 /// A built routing service, bound and connected, ready to serve.
 pub struct App {
     server: GrpcServer,
+    state: state::LiveState,
+    sweep_interval: std::time::Duration,
 }
 
 impl App {
@@ -57,22 +65,24 @@ impl rapport_kit::Service for App {
             .default_region
             .parse()
             .context("invalid --default-region")?;
-        let state =
-            state::LiveState::connect(&config.redis_url, policy.queue_scan, policy.call_ttl_s)
-                .await
-                .context("failed to connect to Redis (--redis-url / RAPPORT_REDIS_URL)")?;
+        let tunables = tunables(&policy, config.offer_timeout);
+        let state = state::LiveState::connect(&config.redis_url, tunables)
+            .await
+            .context("failed to connect to Redis (--redis-url / RAPPORT_REDIS_URL)")?;
         let deps = deps::Deps::new(
             &config.profile_url,
             &config.classification_url,
             config.dependency_timeout,
         )?;
         tracing::info!(policy = %policy.version, center = %config.default_center, "routing policy loaded");
+        let sweeper_state = state.clone();
         let routing = service::Routing {
             state,
             deps,
             policy: Arc::new(policy),
             default_center: config.default_center,
             region,
+            poll: std::time::Duration::from_millis(200),
         };
         // Readiness: without Redis routing can only answer fallbacks, so it
         // is required; profile and classification only degrade decisions.
@@ -98,13 +108,53 @@ impl rapport_kit::Service for App {
                 let channel = classification.clone();
                 async move { check_health(&channel, "rapport.v1.ClassificationService").await }
             });
-        Ok(Self { server })
+        Ok(Self {
+            server,
+            state: sweeper_state,
+            sweep_interval: config.sweep_interval,
+        })
     }
 
     fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = anyhow::Result<()>> + Send {
-        self.server.serve(shutdown)
+        async move {
+            let clock: sweeper::Clock = Arc::new(service::now_ms);
+            // Gauges about every 5 s.
+            let every = (5_000 / self.sweep_interval.as_millis().max(1)).max(1) as u32;
+            let sweeping = tokio::spawn(sweeper::run(
+                self.state,
+                clock,
+                self.sweep_interval,
+                every,
+                std::future::pending(),
+            ));
+            let served = self.server.serve(shutdown).await;
+            sweeping.abort();
+            served
+        }
+    }
+}
+
+/// The numbers the live-state scripts need, from the policy (the offer
+/// timeout may be overridden by configuration).
+pub fn tunables(
+    policy: &policy::RoutingPolicy,
+    offer_timeout: Option<std::time::Duration>,
+) -> state::Tunables {
+    use std::time::Duration;
+    state::Tunables {
+        offer_timeout: offer_timeout.unwrap_or(Duration::from_secs(policy.offers.timeout_s)),
+        queue_scan: policy.queue_scan,
+        max_missed: policy.offers.max_missed,
+        wrap_up_timeout: Duration::from_secs(policy.wrap_up.timeout_s),
+        voice_exclusive: policy.capacity.voice_exclusive,
+        window: Duration::from_secs(policy.patience.window_s),
+        service_level_threshold: Duration::from_secs(u64::from(
+            policy.patience.service_level_threshold_s,
+        )),
+        call_ttl_s: policy.call_ttl_s,
+        learning_rate: 0.2,
     }
 }

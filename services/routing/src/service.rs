@@ -1,27 +1,31 @@
 //! The gRPC surface of routing: validates requests, gathers profile and
-//! classification, ranks candidates and asks the live state to place the
-//! contact. RPCs whose behaviour belongs to the personalized-routing issue
-//! (offers, callbacks, streams, queue stats, outbound) answer UNIMPLEMENTED
-//! until it lands.
+//! classification, derives requirements, ranks candidates and asks the live
+//! state to place the contact; serves the agent desktop (offers, presence)
+//! and the IVR's streams, callbacks and queue statistics.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prost::Message as _;
 use rapport_kit::phone::Region;
 use rapport_kit::validate::{self, FieldError};
 use rapport_proto as pb;
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use crate::deps::{Deps, Resolved};
-use crate::groups::agent_groups;
+use crate::groups::{Speech, agent_groups};
+use crate::metrics;
 use crate::policy::RoutingPolicy;
-use crate::ranking::{rank, skill_reason};
+use crate::ranking::{self, Context};
 use crate::requirements::{self, Derived};
 use crate::state::{
-    AgentSnapshot, CallSnapshot, Center, LiveState, NewCall, Placement, Status as AgentStatus,
-    StatusChange, Target,
+    CallSnapshot, Center, FieldPlacement, LiveState, NewCall, OfferAnswer, Placement, StateError,
+    StatusChange, Target, Visit,
 };
+use crate::views::{self, agent_ref, agent_state, call_state, millis, screen_pop, timestamp};
 
 /// Limits on agent attributes. They bound the number of requirement groups
 /// an agent is indexed under, and so the cost of every status change.
@@ -31,6 +35,8 @@ const MAX_LANGUAGES: usize = 4;
 const MAX_DIALECTS: usize = 4;
 const MAX_TEXT: usize = 16 * 1024;
 const MAX_NOTES: usize = 2000;
+/// Preferred and affinity agents considered besides the top of the index.
+const MAX_EXTRA_CANDIDATES: usize = 5;
 
 pub(crate) struct Routing {
     pub(crate) state: LiveState,
@@ -38,26 +44,37 @@ pub(crate) struct Routing {
     pub(crate) policy: Arc<RoutingPolicy>,
     pub(crate) default_center: String,
     pub(crate) region: Region,
+    /// How often the WatchCall / WatchAgent streams look at live state.
+    pub(crate) poll: Duration,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
-fn timestamp(ms: i64) -> Option<prost_types::Timestamp> {
-    (ms > 0).then(|| prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    })
+fn priority(tier: i32) -> u32 {
+    match pb::ValueTier::try_from(tier) {
+        Ok(pb::ValueTier::Vip) => 3,
+        Ok(pb::ValueTier::Preferred) => 2,
+        _ => 1,
+    }
 }
 
-fn pending(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "RoutingService.{rpc} is not implemented yet (personalized routing issue)"
-    ))
+fn outcome_label(decision: &pb::RouteDecision) -> &'static str {
+    if decision.degraded {
+        return "degraded";
+    }
+    match pb::RouteOutcome::try_from(decision.outcome) {
+        Ok(pb::RouteOutcome::Assigned) => "assigned",
+        Ok(pb::RouteOutcome::Queued) => "queued",
+        Ok(pb::RouteOutcome::CallbackOffered) => "callback",
+        Ok(pb::RouteOutcome::Fallback) => "fallback",
+        Ok(pb::RouteOutcome::NoAgent) => "no_agent",
+        _ => "existing",
+    }
 }
 
 impl Routing {
@@ -82,40 +99,107 @@ impl Routing {
         let assigned = match change.and_then(|c| c.assigned_call.as_deref()) {
             Some(call_id) => {
                 let call = self.state.call(center, call_id).await?;
-                Some(assigned_from_queue(center, &call, &snapshot))
+                Some(assigned_from_queue(center, &call, &snapshot.profile))
             }
             None => None,
         };
-        Ok(agent_state(snapshot, assigned))
+        Ok(agent_state(&snapshot, assigned))
     }
-}
 
-fn agent_state(snapshot: AgentSnapshot, assigned: Option<pb::RouteDecision>) -> pb::AgentState {
-    pb::AgentState {
-        status: status_to_pb(snapshot.status) as i32,
-        call_id: snapshot.call_id,
-        status_since: timestamp(snapshot.status_since_ms),
-        profile: Some(snapshot.profile),
-        assigned,
+    async fn call_state(
+        &self,
+        center: &Center,
+        call: &CallSnapshot,
+    ) -> Result<pb::CallState, Status> {
+        let agent_id = call.get("agent_id");
+        let agent = if agent_id.is_empty() {
+            None
+        } else {
+            match self.state.agent(center, agent_id).await {
+                Ok(a) => Some(agent_ref(&a.profile)),
+                // The agent may have logged out since; the id still identifies it.
+                Err(StateError::NotFound(_)) => Some(pb::AgentRef {
+                    agent_id: agent_id.to_owned(),
+                    ..Default::default()
+                }),
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let callback = if call.get("status") == "callback" {
+            self.state
+                .follow_ups(center, Some("callback"), usize::MAX)
+                .await?
+                .into_iter()
+                .find(|t| t.get("call_id").map(String::as_str) == Some(call.get("call_id")))
+                .map(|t| views::follow_up(&t))
+        } else {
+            None
+        };
+        Ok(call_state(center, call, agent, callback, now_ms()))
     }
-}
 
-fn status_to_pb(status: AgentStatus) -> pb::AgentStatus {
-    match status {
-        AgentStatus::LoggedOut => pb::AgentStatus::LoggedOut,
-        AgentStatus::NotReady => pb::AgentStatus::NotReady,
-        AgentStatus::Ready => pb::AgentStatus::Ready,
-        AgentStatus::Reserved => pb::AgentStatus::Reserved,
-        AgentStatus::Busy => pb::AgentStatus::Busy,
+    /// Estimated wait for queue position `position`, from the group's
+    /// recent service rate (answered contacts over the window), or the
+    /// policy default per position when it served nobody recently.
+    async fn ewt(
+        &self,
+        center: &Center,
+        channel: i32,
+        group: &str,
+        position: u64,
+        now: i64,
+    ) -> Result<u32, Status> {
+        let (answered, first_ms) = self.state.service_rate(center, channel, group, now).await?;
+        let per_position_ms = if answered >= 2 {
+            ((now - first_ms).max(60_000) as f64 / answered as f64) as u64
+        } else {
+            u64::from(self.policy.patience.ewt_default_s) * 1000
+        };
+        Ok(((position * per_position_ms) / 1000).min(u64::from(u32::MAX)) as u32)
     }
-}
 
-fn agent_ref(profile: &pb::AgentProfile) -> pb::AgentRef {
-    pb::AgentRef {
-        agent_id: profile.agent_id.clone(),
-        name: profile.name.clone(),
-        kind: profile.kind,
-        phone: profile.phone.clone(),
+    fn callback_offer(&self, ewt: u32, patience: u32, now: i64) -> pb::CallbackOffer {
+        pb::CallbackOffer {
+            estimated_wait_s: ewt,
+            patience_s: patience,
+            windows: self
+                .policy
+                .patience
+                .callback_windows_min
+                .iter()
+                .map(|[start, end]| pb::TimeRange {
+                    start: timestamp(now + i64::from(*start) * 60_000),
+                    end: timestamp(now + i64::from(*end) * 60_000),
+                })
+                .collect(),
+        }
+    }
+
+    /// Records a contact that ended without an agent (abandoned, callback)
+    /// in the customer's history; failures are logged, not returned.
+    async fn record_waiting_contact(
+        &self,
+        call: &CallSnapshot,
+        outcome: pb::ContactOutcome,
+        wait_ms: i64,
+    ) {
+        let customer_id = call.get("customer_id");
+        if customer_id.is_empty() {
+            return;
+        }
+        let contact = pb::ContactRecord {
+            contact_id: call.get("call_id").to_owned(),
+            channel: call.channel(),
+            direction: pb::Direction::Inbound as i32,
+            started_at: timestamp(call.get_i64("arrived_ms")),
+            ivr_selection: call.get("ivr_selection").to_owned(),
+            queue_wait_s: (wait_ms.max(0) / 1000) as u32,
+            outcome: outcome as i32,
+            ..Default::default()
+        };
+        if let Err(status) = self.deps.record_contact(customer_id, contact).await {
+            tracing::warn!(call_id = %call.get("call_id"), code = ?status.code(), "failed to record the contact in profile");
+        }
     }
 }
 
@@ -123,79 +207,24 @@ fn agent_ref(profile: &pb::AgentProfile) -> pb::AgentRef {
 fn assigned_from_queue(
     center: &Center,
     call: &CallSnapshot,
-    agent: &AgentSnapshot,
+    agent: &pb::AgentProfile,
 ) -> pb::RouteDecision {
     let waited_s = call.get_i64("queue_wait_ms") / 1000;
     pb::RouteDecision {
         call_id: call.get("call_id").to_owned(),
         center_id: center.id().to_owned(),
         outcome: pb::RouteOutcome::Assigned as i32,
-        agent: Some(agent_ref(&agent.profile)),
+        agent: Some(agent_ref(agent)),
+        offer_id: call.get("offer_id").to_owned(),
         reasons: vec![format!(
             "longest-waiting eligible contact in {} (waited {waited_s} s), taken when {} turned ready",
             call.get("group"),
-            agent.profile.agent_id
+            agent.agent_id
         )],
         customer_id: call.get("customer_id").to_owned(),
+        requirements: Some(views::requirements(call)),
         ..Default::default()
     }
-}
-
-fn call_status(status: &str) -> pb::CallStatus {
-    match status {
-        "queued" => pb::CallStatus::Queued,
-        "offered" => pb::CallStatus::Offered,
-        "connected" => pb::CallStatus::Connected,
-        "completed" => pb::CallStatus::Completed,
-        "abandoned" => pb::CallStatus::Abandoned,
-        "callback" => pb::CallStatus::Callback,
-        _ => pb::CallStatus::Unspecified,
-    }
-}
-
-async fn call_state(
-    state: &LiveState,
-    center: &Center,
-    call: CallSnapshot,
-) -> Result<pb::CallState, Status> {
-    let agent_id = call.get("agent_id");
-    let agent = if agent_id.is_empty() {
-        None
-    } else {
-        match state.agent(center, agent_id).await {
-            Ok(a) => Some(agent_ref(&a.profile)),
-            // The agent may have logged out since; the id still identifies it.
-            Err(crate::state::StateError::NotFound(_)) => Some(pb::AgentRef {
-                agent_id: agent_id.to_owned(),
-                ..Default::default()
-            }),
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let status = call_status(call.get("status"));
-    let queue_wait_ms = if status == pb::CallStatus::Queued {
-        now_ms() - call.get_i64("arrived_ms")
-    } else {
-        call.get_i64("queue_wait_ms")
-    };
-    Ok(pb::CallState {
-        call_id: call.get("call_id").to_owned(),
-        center_id: center.id().to_owned(),
-        status: status as i32,
-        agent,
-        customer_id: call.get("customer_id").to_owned(),
-        requirements: Some(pb::Requirements {
-            group: call.get("group").to_owned(),
-            skill: call.get("skill").to_owned(),
-            min_score: call.get("min_score").parse().unwrap_or(0.0),
-            ..Default::default()
-        }),
-        arrived_at: timestamp(call.get_i64("arrived_ms")),
-        queue_wait_s: (queue_wait_ms.max(0) / 1000) as u32,
-        queue_position: call.queue_position.unwrap_or(0) as u32,
-        ivr_selection: call.get("ivr_selection").to_owned(),
-        channel: call.get("channel").parse().unwrap_or(0),
-    })
 }
 
 /// A validated RouteCall request.
@@ -208,6 +237,14 @@ struct RouteInput {
     channel: pb::Channel,
 }
 
+fn channel_field(field: &str, value: i32) -> Result<pb::Channel, FieldError> {
+    match validate::enumeration::<pb::Channel>(field, value, true)? {
+        pb::Channel::Unspecified => Ok(pb::Channel::Voice),
+        pb::Channel::FieldVisit => Err(FieldError::new(field, "FIELD_VISIT is not routed")),
+        c => Ok(c),
+    }
+}
+
 impl Routing {
     fn validate_route(&self, req: &pb::RouteCallRequest) -> Result<RouteInput, FieldError> {
         validate::id("call_id", &req.call_id)?;
@@ -216,12 +253,7 @@ impl Routing {
         let phone = if req.caller_phone.is_empty() {
             None
         } else {
-            Some(
-                rapport_kit::phone::normalize(&req.caller_phone, self.region)
-                    .map_err(|e| FieldError::new("caller_phone", e.to_string()))?
-                    .as_str()
-                    .to_owned(),
-            )
+            Some(self.phone("caller_phone", &req.caller_phone)?)
         };
         if !self.policy.selections.contains_key(&req.ivr_selection) {
             return Err(FieldError::new(
@@ -232,10 +264,7 @@ impl Routing {
                 ),
             ));
         }
-        let channel = match validate::enumeration::<pb::Channel>("channel", req.channel, true)? {
-            pb::Channel::Unspecified => pb::Channel::Voice,
-            c => c,
-        };
+        let channel = channel_field("channel", req.channel)?;
         validate::text("language_hint", &req.language_hint, 16)?;
         if req.text.len() > MAX_TEXT {
             return Err(FieldError::new(
@@ -255,6 +284,40 @@ impl Routing {
             selection_id: req.ivr_selection.clone(),
             channel,
         })
+    }
+
+    fn phone(&self, field: &str, value: &str) -> Result<String, FieldError> {
+        Ok(rapport_kit::phone::normalize(value, self.region)
+            .map_err(|e| FieldError::new(field, e.to_string()))?
+            .as_str()
+            .to_owned())
+    }
+
+    /// Agents the customer prefers (preferred agent) and had good outcomes
+    /// with (affinity), from the profile.
+    fn preferences(profile: Option<&pb::ProfileView>) -> (Vec<String>, Vec<String>, String) {
+        let prefs = profile
+            .and_then(|p| p.customer.as_ref())
+            .and_then(|c| c.preferences.as_ref());
+        let clean = |s: &str| validate::id("agent", s).is_ok().then(|| s.to_owned());
+        let preferred: Vec<String> = prefs
+            .and_then(|p| clean(&p.preferred_agent_id))
+            .into_iter()
+            .collect();
+        let manager = prefs
+            .and_then(|p| clean(&p.dedicated_field_manager_id))
+            .unwrap_or_default();
+        let affinity: Vec<String> = profile
+            .and_then(|p| p.summary.as_ref())
+            .map(|s| {
+                s.affinity_agent_ids
+                    .iter()
+                    .filter_map(|a| clean(a))
+                    .take(MAX_EXTRA_CANDIDATES)
+                    .collect()
+            })
+            .unwrap_or_default();
+        (preferred, affinity, manager)
     }
 }
 
@@ -309,12 +372,16 @@ fn validate_agent(agent: Option<&pb::AgentProfile>) -> Result<pb::AgentProfile, 
         validate::score("agent.traits.empathy", traits.empathy)?;
         validate::score("agent.traits.de_escalation", traits.de_escalation)?;
     }
+    let mut channels = HashSet::new();
     for (i, cap) in agent.capacity.iter().enumerate() {
-        validate::enumeration::<pb::Channel>(
-            &format!("agent.capacity[{i}].channel"),
-            cap.channel,
-            false,
-        )?;
+        let field = format!("agent.capacity[{i}].channel");
+        let channel = validate::enumeration::<pb::Channel>(&field, cap.channel, false)?;
+        if channel == pb::Channel::FieldVisit {
+            return Err(FieldError::new(field, "FIELD_VISIT has no concurrency"));
+        }
+        if !channels.insert(cap.channel) {
+            return Err(FieldError::new(field, "each channel at most once"));
+        }
         if !(1..=50).contains(&cap.max) {
             return Err(FieldError::new(
                 format!("agent.capacity[{i}].max"),
@@ -323,76 +390,74 @@ fn validate_agent(agent: Option<&pb::AgentProfile>) -> Result<pb::AgentProfile, 
         }
     }
     validate::text("agent.phone", &agent.phone, 32)?;
+    if agent.kind == pb::AgentKind::Field as i32 && agent.phone.is_empty() {
+        return Err(FieldError::new(
+            "agent.phone",
+            "is required for a FIELD agent (reached on their own phone)",
+        ));
+    }
     Ok(agent)
 }
 
-/// Readable lines for the screen pop from the caller's profile.
-fn screen_pop(view: Option<&pb::ProfileView>, c: Option<&pb::Classification>) -> pb::ScreenPop {
-    let mut pop = pb::ScreenPop::default();
-    if let Some(c) = c {
-        pop.tier = c.tier;
-        pop.needs = c.needs.clone();
-        pop.emotion = c.emotion.clone();
-        pop.moment_of_truth = c.moment_of_truth.clone();
-        pop.guidance = c.guidance.clone();
-    }
-    let Some(view) = view else {
-        return pop;
-    };
-    if let Some(customer) = &view.customer {
-        pop.customer_id = customer.customer_id.clone();
-        pop.form_of_address = customer.form_of_address.clone();
-        for tag in &customer.tags {
-            let kind = pb::TagKind::try_from(tag.kind).unwrap_or(pb::TagKind::Other);
-            if kind == pb::TagKind::Caution {
-                pop.cautions.push(tag.text.clone());
-            } else {
-                pop.tags.push(format!(
-                    "{}: {}",
-                    kind.as_str_name()
-                        .trim_start_matches("TAG_KIND_")
-                        .to_lowercase(),
-                    tag.text
-                ));
-            }
-        }
-    }
-    if let Some(summary) = &view.summary {
-        for contact in &summary.recent_contacts {
-            let outcome = pb::ContactOutcome::try_from(contact.outcome)
-                .unwrap_or(pb::ContactOutcome::Unspecified)
-                .as_str_name()
-                .trim_start_matches("CONTACT_OUTCOME_")
-                .to_lowercase();
-            let mut line = format!(
-                "{} {}: {outcome}, waited {} s",
-                contact
-                    .started_at
-                    .as_ref()
-                    .map(|t| format!("@{}", t.seconds))
-                    .unwrap_or_default(),
-                if contact.ivr_selection.is_empty() {
-                    "contact"
-                } else {
-                    &contact.ivr_selection
-                },
-                contact.queue_wait_s
-            );
-            if contact.complaint {
-                line.push_str(", complaint");
-            }
-            pop.recent_contacts.push(line.trim().to_owned());
-        }
-        pop.recent_campaigns = summary
-            .recent_campaigns
-            .iter()
-            .map(|c| c.title.clone())
-            .collect();
-    }
-    pop
+type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+fn stream_of<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> Stream<T> {
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
 
-type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+impl Routing {
+    /// RouteCall's relationship path: straight to the customer's dedicated
+    /// field manager when on duty. Returns the decision, or why not.
+    async fn try_field_manager(
+        &self,
+        input: &RouteInput,
+        new_call: &NewCall<'_>,
+        manager: &str,
+        tier: i32,
+    ) -> Result<Result<pb::RouteDecision, String>, Status> {
+        let now = now_ms();
+        let days = i64::from(self.policy.field.visit_within_days);
+        let visit = Visit {
+            start_ms: now,
+            end_ms: now + days * 86_400_000,
+            priority: priority(tier),
+        };
+        let placed = self
+            .state
+            .place_with_field_manager(&input.center, new_call, manager, &visit, now)
+            .await?;
+        match placed {
+            FieldPlacement::Assigned { offer_id, task_id } => {
+                let agent = self.state.agent(&input.center, manager).await?;
+                let tasks = self
+                    .state
+                    .follow_ups(&input.center, Some("visit"), usize::MAX)
+                    .await?;
+                Ok(Ok(pb::RouteDecision {
+                    outcome: pb::RouteOutcome::Assigned as i32,
+                    agent: Some(agent_ref(&agent.profile)),
+                    offer_id,
+                    follow_up: tasks
+                        .iter()
+                        .find(|t| t.get("task_id") == Some(&task_id))
+                        .map(views::follow_up),
+                    reasons: vec![
+                        format!(
+                            "relationship intent {}: straight to dedicated field manager {manager} (on duty), on their phone",
+                            input.selection_id
+                        ),
+                        format!("visit follow-up {task_id} planned within {days} days"),
+                    ],
+                    ..Default::default()
+                }))
+            }
+            FieldPlacement::Unavailable { reason } => Ok(Err(format!(
+                "dedicated field manager {manager} unavailable ({reason}): routed to the desk"
+            ))),
+            FieldPlacement::Existing { .. } => Ok(Err(String::new())),
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl pb::routing_service_server::RoutingService for Routing {
@@ -403,6 +468,7 @@ impl pb::routing_service_server::RoutingService for Routing {
         let req = request.into_inner();
         let input = self.validate_route(&req)?;
         let selection = &self.policy.selections[&input.selection_id];
+        let channel = input.channel as i32;
         let mut degraded: Vec<String> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
 
@@ -435,7 +501,7 @@ impl pb::routing_service_server::RoutingService for Routing {
             .classify(pb::ClassifyRequest {
                 profile: profile.clone(),
                 contact: Some(pb::ContactContext {
-                    channel: input.channel as i32,
+                    channel,
                     ivr_selection: input.selection_id.clone(),
                     started_at: timestamp(now_ms()),
                 }),
@@ -451,41 +517,71 @@ impl pb::routing_service_server::RoutingService for Routing {
             }
         };
 
+        let derived = requirements::derive(&self.policy, selection, classification.as_ref());
         let Derived {
             group,
             min_score,
             label,
             reasons: requirement_reasons,
-        } = requirements::derive(&self.policy, selection, classification.as_ref());
+            ..
+        } = &derived;
         let group_key = group.to_string();
+        let (preferred, affinity, manager) = Self::preferences(profile.as_ref());
+        let tier = classification.as_ref().map(|c| c.tier).unwrap_or_default();
+        let patience_s = classification.as_ref().map(|c| c.patience_s).unwrap_or(0);
+        let mut pop = screen_pop(profile.as_ref(), classification.as_ref());
+        if let Some(campaign) = &req.campaign
+            && !campaign.title.is_empty()
+        {
+            pop.recent_campaigns
+                .insert(0, format!("just received: {}", campaign.title));
+        }
 
-        let candidates = self
-            .state
-            .candidates(
-                &input.center,
-                &group_key,
-                min_score,
-                self.policy.max_candidates,
-            )
-            .await?;
-        let ranked = rank(candidates.list);
-        let ranked_ids: Vec<String> = ranked.iter().map(|c| c.agent_id.clone()).collect();
-
+        let mut stored_reasons = requirement_reasons.clone();
+        if let Some(c) = &classification {
+            stored_reasons.push(c.tier_reason.clone());
+            stored_reasons.push(c.patience_reason.clone());
+        }
+        stored_reasons.retain(|r| !r.is_empty());
+        let steps: Vec<(String, f64, u64)> = derived
+            .steps
+            .iter()
+            .map(|s| {
+                (
+                    s.group.to_string(),
+                    s.min_score,
+                    u64::from(s.after_s) * 1000,
+                )
+            })
+            .collect();
+        let flag = |b: bool| if b { b"1".to_vec() } else { b"0".to_vec() };
         let new_call = NewCall {
             call_id: &input.call_id,
+            channel,
             group: &group_key,
-            min_score,
+            min_score: *min_score,
+            steps,
             fields: vec![
-                ("customer_id", customer_id.clone()),
-                ("ivr_selection", input.selection_id.clone()),
-                ("skill", group.skill.clone()),
-                ("channel", (input.channel as i32).to_string()),
+                ("customer_id", customer_id.clone().into_bytes()),
+                ("ivr_selection", input.selection_id.clone().into_bytes()),
+                ("skill", group.skill.clone().into_bytes()),
+                ("channel", channel.to_string().into_bytes()),
+                ("tier", tier.to_string().into_bytes()),
+                ("patience_s", patience_s.to_string().into_bytes()),
+                ("empathy_need", flag(derived.empathy_need.is_some())),
+                (
+                    "de_escalation_need",
+                    flag(derived.de_escalation_need.is_some()),
+                ),
+                (
+                    "phone",
+                    input.phone.clone().unwrap_or_default().into_bytes(),
+                ),
+                ("direction", b"inbound".to_vec()),
+                ("reasons", stored_reasons.join("\n").into_bytes()),
+                ("pop", pop.encode_to_vec()),
             ],
         };
-        let placement = self
-            .state
-            .place(&input.center, &new_call, &ranked_ids, now_ms())
-            .await?;
 
         let mut decision = pb::RouteDecision {
             call_id: input.call_id.clone(),
@@ -493,20 +589,30 @@ impl pb::routing_service_server::RoutingService for Routing {
             customer_id: customer_id.clone(),
             requirements: Some(pb::Requirements {
                 skill: group.skill.clone(),
-                min_score,
+                min_score: *min_score,
                 pool: group.pool.clone().unwrap_or_default(),
                 language: match &group.speech {
-                    Some(crate::groups::Speech::Language(l)) => l.clone(),
-                    _ => classification
-                        .as_ref()
-                        .map(|c| c.language.clone())
-                        .unwrap_or_default(),
+                    Some(Speech::Language(l)) => l.clone(),
+                    _ => derived.language.clone().unwrap_or_default(),
                 },
                 dialect: match &group.speech {
-                    Some(crate::groups::Speech::Dialect(d)) => d.clone(),
+                    Some(Speech::Dialect(d)) => d.clone(),
                     _ => String::new(),
                 },
                 group: group_key.clone(),
+                empathy_needed: derived.empathy_need.is_some(),
+                de_escalation_needed: derived.de_escalation_need.is_some(),
+                widening: derived
+                    .steps
+                    .iter()
+                    .map(|s| pb::WideningStep {
+                        after_s: s.after_s,
+                        group: s.group.to_string(),
+                        min_score: s.min_score,
+                        description: s.description.clone(),
+                    })
+                    .collect(),
+                step: 0,
             }),
             degraded: !degraded.is_empty(),
             degraded_reason: degraded.join("; "),
@@ -520,69 +626,161 @@ impl pb::routing_service_server::RoutingService for Routing {
         }
 
         let mut reasons = Vec::new();
-        match placement {
-            Placement::Assigned { agent_id, ranked } => {
-                let agent = self.state.agent(&input.center, &agent_id).await?;
-                let score = agent
-                    .profile
-                    .skills
-                    .get(&group.skill)
-                    .copied()
-                    .unwrap_or(0.0);
-                decision.outcome = pb::RouteOutcome::Assigned as i32;
-                decision.agent = Some(agent_ref(&agent.profile));
-                if ranked {
-                    reasons.push(skill_reason(
-                        &group.skill,
-                        score,
-                        candidates.eligible,
-                        &label,
-                    ));
-                } else {
+        // Relationship intents go straight to the dedicated field manager.
+        let mut routed = false;
+        if selection.relationship && !manager.is_empty() {
+            match self
+                .try_field_manager(&input, &new_call, &manager, tier)
+                .await?
+            {
+                Ok(field) => {
+                    decision.outcome = field.outcome;
+                    decision.agent = field.agent;
+                    decision.offer_id = field.offer_id;
+                    decision.follow_up = field.follow_up;
+                    reasons.extend(field.reasons);
+                    routed = true;
+                }
+                Err(why) if !why.is_empty() => reasons.push(why),
+                Err(_) => {}
+            }
+        } else if selection.relationship {
+            notes.push(format!(
+                "relationship intent {}: no dedicated field manager on record",
+                input.selection_id
+            ));
+        }
+
+        if !routed {
+            let mut extra: Vec<String> = preferred.clone();
+            extra.extend(affinity.iter().cloned());
+            extra.truncate(MAX_EXTRA_CANDIDATES);
+            let candidates = self
+                .state
+                .candidates(
+                    &input.center,
+                    channel,
+                    &group_key,
+                    *min_score,
+                    self.policy.max_candidates,
+                    &extra,
+                )
+                .await?;
+            let ctx = Context {
+                skill: group.skill.clone(),
+                dialect: derived.dialect.clone(),
+                language: derived.language.clone(),
+                dialect_required: group.dialect().is_some(),
+                language_required: group.language().is_some(),
+                empathy_need: derived.empathy_need.clone(),
+                de_escalation_need: derived.de_escalation_need.clone(),
+                preferred: preferred.clone(),
+                affinity: affinity.clone(),
+                now_ms: now_ms(),
+            };
+            let ranked = ranking::rank(candidates.list, &ctx, &self.policy.ranking);
+            let ranked_ids: Vec<String> = ranked
+                .iter()
+                .map(|r| r.candidate.agent_id.clone())
+                .collect();
+            let now = now_ms();
+            let placement = self
+                .state
+                .place(&input.center, &new_call, &ranked_ids, true, now)
+                .await?;
+            match placement {
+                Placement::Assigned {
+                    agent_id,
+                    ranked: from_ranking,
+                    offer_id,
+                } => {
+                    let agent = self.state.agent(&input.center, &agent_id).await?;
+                    decision.outcome = pb::RouteOutcome::Assigned as i32;
+                    decision.agent = Some(agent_ref(&agent.profile));
+                    decision.offer_id = offer_id;
+                    match ranked.iter().find(|r| r.candidate.agent_id == agent_id) {
+                        Some(chosen) if from_ranking => reasons.extend(ranking::reasons(
+                            chosen,
+                            &ranked,
+                            &ctx,
+                            candidates.eligible,
+                            label,
+                        )),
+                        _ => {
+                            let score = agent
+                                .profile
+                                .skills
+                                .get(&group.skill)
+                                .copied()
+                                .unwrap_or(0.0);
+                            reasons.push(format!(
+                                "{} skill {score:.1}: best free {label} agent at reservation time",
+                                group.skill
+                            ));
+                        }
+                    }
+                }
+                Placement::Queued { position } => {
+                    let ewt = self
+                        .ewt(&input.center, channel, &group_key, position, now)
+                        .await?;
+                    decision.queue_position = position as u32;
+                    decision.estimated_wait_s = ewt;
                     reasons.push(format!(
-                        "{} skill {score:.1}: best free {label} agent at reservation time",
+                        "no free {label} agent with {} ≥ {min_score:.1}; queued at position {position} in {group_key}, estimated wait {ewt} s",
                         group.skill
                     ));
+                    if patience_s > 0 && ewt > patience_s {
+                        decision.outcome = pb::RouteOutcome::CallbackOffered as i32;
+                        decision.callback = Some(self.callback_offer(ewt, patience_s, now));
+                        reasons.push(format!(
+                            "estimated wait {ewt} s exceeds patience {patience_s} s: callback offered (the caller keeps the place while deciding)"
+                        ));
+                        metrics::callback_offered();
+                    } else {
+                        decision.outcome = pb::RouteOutcome::Queued as i32;
+                    }
+                    if let Some(first) = derived.steps.first() {
+                        reasons.push(format!("widening {}", first.description));
+                    }
+                }
+                Placement::NoAgent => {
+                    return Err(Status::internal(
+                        "live state answered no agent for a queued route",
+                    ));
+                }
+                Placement::Existing { .. } => {
+                    routed = true;
                 }
             }
-            Placement::Queued { position } => {
-                decision.outcome = pb::RouteOutcome::Queued as i32;
-                decision.queue_position = position as u32;
-                reasons.push(format!(
-                    "no free {label} agent with {} ≥ {min_score:.1}; queued at position {position} in {group_key}",
-                    group.skill
-                ));
-            }
-            Placement::Existing { .. } => {
-                // A retried call id: report the contact's current state.
-                let call = self.state.call(&input.center, &input.call_id).await?;
-                let state = call_state(&self.state, &input.center, call).await?;
-                decision.outcome = match pb::CallStatus::try_from(state.status) {
-                    Ok(pb::CallStatus::Queued) => pb::RouteOutcome::Queued,
-                    Ok(pb::CallStatus::Offered | pb::CallStatus::Connected) => {
-                        pb::RouteOutcome::Assigned
-                    }
-                    _ => pb::RouteOutcome::Unspecified,
-                } as i32;
-                decision.agent = state.agent;
-                decision.queue_position = state.queue_position;
-                decision.customer_id = state.customer_id;
-                decision.requirements = state.requirements;
-                reasons.push("call id already routed: current state returned".to_owned());
-            }
         }
-        reasons.extend(requirement_reasons);
-        if let Some(c) = &classification {
-            reasons.push(c.tier_reason.clone());
-            reasons.push(c.patience_reason.clone());
+        if routed && decision.outcome == pb::RouteOutcome::Unspecified as i32 {
+            // A retried call id: report the contact's current state.
+            let call = self.state.call(&input.center, &input.call_id).await?;
+            let state = self.call_state(&input.center, &call).await?;
+            decision.outcome = match pb::CallStatus::try_from(state.status) {
+                Ok(pb::CallStatus::Queued) => pb::RouteOutcome::Queued,
+                Ok(pb::CallStatus::Offered | pb::CallStatus::Connected) => {
+                    pb::RouteOutcome::Assigned
+                }
+                _ => pb::RouteOutcome::Unspecified,
+            } as i32;
+            decision.agent = state.agent;
+            decision.queue_position = state.queue_position;
+            decision.customer_id = state.customer_id;
+            decision.requirements = state.requirements;
+            decision.offer_id = state.offer_id;
+            reasons.push("call id already routed: current state returned".to_owned());
         }
+        reasons.extend(stored_reasons);
         reasons.extend(notes);
         if decision.degraded {
             reasons.push(format!("degraded: {}", decision.degraded_reason));
         }
         reasons.retain(|r| !r.is_empty());
         decision.reasons = reasons;
-        decision.screen_pop = Some(screen_pop(profile.as_ref(), classification.as_ref()));
+        decision.screen_pop = Some(pop);
+        metrics::decision(outcome_label(&decision));
 
         tracing::info!(
             call_id = %decision.call_id,
@@ -604,29 +802,139 @@ impl pb::routing_service_server::RoutingService for Routing {
         let center = self.center(&req.center_id)?;
         validate::id("call_id", &req.call_id)?;
         let call = self.state.call(&center, &req.call_id).await?;
-        Ok(Response::new(call_state(&self.state, &center, call).await?))
+        Ok(Response::new(self.call_state(&center, &call).await?))
     }
 
     type WatchCallStream = Stream<pb::CallUpdate>;
     async fn watch_call(
         &self,
-        _: Request<pb::WatchCallRequest>,
+        request: Request<pb::WatchCallRequest>,
     ) -> Result<Response<Self::WatchCallStream>, Status> {
-        Err(pending("WatchCall"))
+        let req = request.into_inner();
+        let center = self.center(&req.center_id)?;
+        validate::id("call_id", &req.call_id)?;
+        // Unknown calls fail the RPC itself, not the stream.
+        self.state.call(&center, &req.call_id).await?;
+        let (tx, rx) = mpsc::channel(16);
+        let this = self.watcher();
+        tokio::spawn(async move {
+            let mut last: Option<pb::CallUpdate> = None;
+            loop {
+                let update = match this.call_update(&center, &req.call_id).await {
+                    Ok(u) => u,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                let terminal = matches!(
+                    pb::CallStatus::try_from(update.state.as_ref().map(|s| s.status).unwrap_or(0)),
+                    Ok(pb::CallStatus::Completed
+                        | pb::CallStatus::Abandoned
+                        | pb::CallStatus::Callback)
+                );
+                let changed = last.as_ref().is_none_or(|l| {
+                    let key = |u: &pb::CallUpdate| {
+                        let s = u.state.clone().unwrap_or_default();
+                        (
+                            s.status,
+                            s.queue_position,
+                            s.agent.map(|a| a.agent_id),
+                            s.offer_id,
+                            u.estimated_wait_s,
+                            s.requirements.map(|r| r.step),
+                        )
+                    };
+                    key(l) != key(&update)
+                });
+                if changed {
+                    if tx.send(Ok(update.clone())).await.is_err() {
+                        return;
+                    }
+                    last = Some(update);
+                }
+                if terminal {
+                    return;
+                }
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(this.poll) => {}
+                }
+            }
+        });
+        Ok(Response::new(stream_of(rx)))
     }
 
     async fn abandon_call(
         &self,
-        _: Request<pb::AbandonCallRequest>,
+        request: Request<pb::AbandonCallRequest>,
     ) -> Result<Response<pb::CallState>, Status> {
-        Err(pending("AbandonCall"))
+        let req = request.into_inner();
+        let center = self.center(&req.center_id)?;
+        validate::id("call_id", &req.call_id)?;
+        let (already, wait_ms) = self.state.abandon(&center, &req.call_id, now_ms()).await?;
+        let call = self.state.call(&center, &req.call_id).await?;
+        if !already {
+            // The wait before hanging up feeds patience learning.
+            self.record_waiting_contact(&call, pb::ContactOutcome::Abandoned, wait_ms)
+                .await;
+        }
+        Ok(Response::new(self.call_state(&center, &call).await?))
     }
 
     async fn accept_callback(
         &self,
-        _: Request<pb::AcceptCallbackRequest>,
+        request: Request<pb::AcceptCallbackRequest>,
     ) -> Result<Response<pb::CallState>, Status> {
-        Err(pending("AcceptCallback"))
+        let req = request.into_inner();
+        let center = self.center(&req.center_id)?;
+        validate::id("call_id", &req.call_id)?;
+        let now = now_ms();
+        let window = req
+            .window
+            .as_ref()
+            .ok_or_else(|| FieldError::new("window", "is required"))?;
+        let (Some(start), Some(end)) = (window.start.as_ref(), window.end.as_ref()) else {
+            return Err(FieldError::new("window", "needs a start and an end").into());
+        };
+        let (start, end) = (millis(start), millis(end));
+        if start >= end {
+            return Err(FieldError::new("window.end", "must be after window.start").into());
+        }
+        if start < now - 60_000 || end > now + 7 * 86_400_000 {
+            return Err(FieldError::new("window", "must lie between now and 7 days ahead").into());
+        }
+        let phone = if req.phone.is_empty() {
+            None
+        } else {
+            Some(self.phone("phone", &req.phone)?)
+        };
+        let call = self.state.call(&center, &req.call_id).await?;
+        let phone = phone.unwrap_or_else(|| call.get("phone").to_owned());
+        let tier: i32 = call.get("tier").parse().unwrap_or(0);
+        let (already, task) = self
+            .state
+            .accept_callback(
+                &center,
+                &req.call_id,
+                (start, end),
+                priority(tier),
+                &phone,
+                now,
+            )
+            .await?;
+        let call = self.state.call(&center, &req.call_id).await?;
+        if !already {
+            metrics::callback_accepted();
+            tracing::info!(call_id = %req.call_id, task_id = %task, "callback accepted");
+            self.record_waiting_contact(
+                &call,
+                pb::ContactOutcome::Callback,
+                call.get_i64("queue_wait_ms"),
+            )
+            .await;
+        }
+        Ok(Response::new(self.call_state(&center, &call).await?))
     }
 
     async fn complete_call(
@@ -648,8 +956,18 @@ impl pb::routing_service_server::RoutingService for Routing {
 
         let completion = self
             .state
-            .complete(&center, &req.call_id, &req.agent_id, now_ms())
+            .complete(
+                &center,
+                &req.call_id,
+                &req.agent_id,
+                req.csat,
+                req.wrap_up,
+                now_ms(),
+            )
             .await?;
+        for (name, value) in &completion.learned {
+            tracing::info!(agent_id = %req.agent_id, call_id = %req.call_id, trait_name = %name, value, "trait learned from CSAT");
+        }
         let call = self.state.call(&center, &req.call_id).await?;
 
         // The profile record is written once, by the completion that
@@ -659,11 +977,12 @@ impl pb::routing_service_server::RoutingService for Routing {
         if !completion.already_completed && !customer_id.is_empty() {
             let contact = pb::ContactRecord {
                 contact_id: req.call_id.clone(),
-                channel: call
-                    .get("channel")
-                    .parse()
-                    .unwrap_or(pb::Channel::Voice as i32),
-                direction: pb::Direction::Inbound as i32,
+                channel: call.channel(),
+                direction: if call.get("direction") == "outbound" {
+                    pb::Direction::Outbound
+                } else {
+                    pb::Direction::Inbound
+                } as i32,
                 started_at: timestamp(call.get_i64("arrived_ms")),
                 ivr_selection: call.get("ivr_selection").to_owned(),
                 queue_wait_s: (call.get_i64("queue_wait_ms").max(0) / 1000) as u32,
@@ -694,7 +1013,7 @@ impl pb::routing_service_server::RoutingService for Routing {
         let agent = self
             .agent_state(&center, &req.agent_id, Some(&completion.agent))
             .await?;
-        let call = call_state(&self.state, &center, call).await?;
+        let call = self.call_state(&center, &call).await?;
         Ok(Response::new(pb::CompleteCallResponse {
             call: Some(call),
             agent: Some(agent),
@@ -710,15 +1029,21 @@ impl pb::routing_service_server::RoutingService for Routing {
         let center = self.center(&req.center_id)?;
         let mut agent = validate_agent(req.agent.as_ref())?;
         if !agent.phone.is_empty() {
-            agent.phone = rapport_kit::phone::normalize(&agent.phone, self.region)
-                .map_err(|e| FieldError::new("agent.phone", e.to_string()))?
-                .as_str()
-                .to_owned();
+            agent.phone = self.phone("agent.phone", &agent.phone)?;
         }
-        let groups = agent_groups(&agent);
+        let groups = agent_groups(&agent, &self.policy.needs.risk_pool);
+        let capacity: Vec<(i32, u32)> = if agent.capacity.is_empty() {
+            if agent.kind == pb::AgentKind::Field as i32 {
+                vec![(pb::Channel::Voice as i32, 1)]
+            } else {
+                self.policy.capacity.defaults()
+            }
+        } else {
+            agent.capacity.iter().map(|c| (c.channel, c.max)).collect()
+        };
         let change = self
             .state
-            .login(&center, &agent, &groups, req.ready, now_ms())
+            .login(&center, &agent, &groups, &capacity, req.ready, now_ms())
             .await?;
         tracing::info!(agent_id = %agent.agent_id, center = %center.id(), groups = groups.len(), "agent logged in");
         Ok(Response::new(
@@ -769,45 +1094,465 @@ impl pb::routing_service_server::RoutingService for Routing {
 
     async fn heartbeat(
         &self,
-        _: Request<pb::HeartbeatRequest>,
+        request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        Err(pending("Heartbeat"))
+        let req = request.into_inner();
+        let center = self.center(&req.center_id)?;
+        validate::id("agent_id", &req.agent_id)?;
+        let ttl = Duration::from_secs(self.policy.field.presence_ttl_s);
+        let until = self
+            .state
+            .heartbeat(&center, &req.agent_id, ttl, now_ms())
+            .await?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            on_duty_until: timestamp(until),
+        }))
     }
 
     type WatchAgentStream = Stream<pb::AgentEvent>;
     async fn watch_agent(
         &self,
-        _: Request<pb::WatchAgentRequest>,
+        request: Request<pb::WatchAgentRequest>,
     ) -> Result<Response<Self::WatchAgentStream>, Status> {
-        Err(pending("WatchAgent"))
+        let req = request.into_inner();
+        let center = self.center(&req.center_id)?;
+        validate::id("agent_id", &req.agent_id)?;
+        self.state.agent(&center, &req.agent_id).await?;
+        let (tx, rx) = mpsc::channel(16);
+        let this = self.watcher();
+        tokio::spawn(async move {
+            // Offers already sent, so each is delivered once and withdrawn
+            // once it is no longer pending.
+            let mut sent: HashSet<String> = HashSet::new();
+            let mut last_state: Option<pb::AgentState> = None;
+            loop {
+                let events = match this
+                    .agent_events(&center, &req.agent_id, &mut sent, &mut last_state)
+                    .await
+                {
+                    Ok(e) => e,
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                for event in events {
+                    if tx.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(this.poll) => {}
+                }
+            }
+        });
+        Ok(Response::new(stream_of(rx)))
     }
 
     async fn accept_offer(
         &self,
-        _: Request<pb::AcceptOfferRequest>,
+        request: Request<pb::AcceptOfferRequest>,
     ) -> Result<Response<pb::AgentState>, Status> {
-        Err(pending("AcceptOffer"))
+        let req = request.into_inner();
+        let center = self.center(&req.center_id)?;
+        validate::id("agent_id", &req.agent_id)?;
+        validate::id("offer_id", &req.offer_id)?;
+        self.state
+            .answer_offer(&center, &req.agent_id, &req.offer_id, true, now_ms())
+            .await?;
+        Ok(Response::new(
+            self.agent_state(&center, &req.agent_id, None).await?,
+        ))
     }
 
     async fn reject_offer(
         &self,
-        _: Request<pb::RejectOfferRequest>,
+        request: Request<pb::RejectOfferRequest>,
     ) -> Result<Response<pb::AgentState>, Status> {
-        Err(pending("RejectOffer"))
+        let req = request.into_inner();
+        let center = self.center(&req.center_id)?;
+        validate::id("agent_id", &req.agent_id)?;
+        validate::id("offer_id", &req.offer_id)?;
+        validate::text("reason", &req.reason, 200)?;
+        let answer = self
+            .state
+            .answer_offer(&center, &req.agent_id, &req.offer_id, false, now_ms())
+            .await?;
+        if let OfferAnswer::Rejected { reoffered_to } = &answer {
+            tracing::info!(agent_id = %req.agent_id, offer_id = %req.offer_id, reoffered_to = reoffered_to.as_deref().unwrap_or(""), "offer rejected");
+        }
+        Ok(Response::new(
+            self.agent_state(&center, &req.agent_id, None).await?,
+        ))
     }
 
     async fn queue_stats(
         &self,
-        _: Request<pb::QueueStatsRequest>,
+        request: Request<pb::QueueStatsRequest>,
     ) -> Result<Response<pb::QueueStatsResponse>, Status> {
-        Err(pending("QueueStats"))
+        let req = request.into_inner();
+        let center = self.center(&req.center_id)?;
+        let now = now_ms();
+        let stats = self.state.stats(&center, now).await?;
+        metrics::queue_gauges(&stats, now);
+        Ok(Response::new(stats_to_pb(&stats, &self.policy, now)))
     }
 
     async fn route_outbound(
         &self,
-        _: Request<pb::RouteOutboundRequest>,
+        request: Request<pb::RouteOutboundRequest>,
     ) -> Result<Response<pb::RouteDecision>, Status> {
-        Err(pending("RouteOutbound"))
+        let req = request.into_inner();
+        let center = self.center(&req.center_id)?;
+        validate::id("task_id", &req.task_id)?;
+        validate::optional_id("customer_id", &req.customer_id)?;
+        validate::name("skill", &req.skill)?;
+        let channel = channel_field("channel", req.channel)? as i32;
+        validate::optional_id("preferred_agent_id", &req.preferred_agent_id)?;
+
+        let mut notes = Vec::new();
+        let profile = if req.customer_id.is_empty() {
+            None
+        } else {
+            match self.deps.resolve(Some(&req.customer_id), None).await {
+                Resolved::Found(view) => Some(*view),
+                Resolved::Unknown => {
+                    return Err(Status::not_found(format!(
+                        "customer {} is unknown",
+                        req.customer_id
+                    )));
+                }
+                Resolved::Failed(reason) => {
+                    notes.push(format!(
+                        "degraded: {reason}; no preferred agent from the profile"
+                    ));
+                    None
+                }
+            }
+        };
+        let (mut preferred, affinity, _) = Self::preferences(profile.as_ref());
+        if !req.preferred_agent_id.is_empty() {
+            preferred.insert(0, req.preferred_agent_id.clone());
+        }
+        let group = req.skill.clone();
+        let candidates = self
+            .state
+            .candidates(
+                &center,
+                channel,
+                &group,
+                0.0,
+                self.policy.max_candidates,
+                &preferred,
+            )
+            .await?;
+        let ctx = Context {
+            skill: req.skill.clone(),
+            preferred: preferred.clone(),
+            affinity,
+            now_ms: now_ms(),
+            ..Default::default()
+        };
+        let ranked = ranking::rank(candidates.list, &ctx, &self.policy.ranking);
+        let ids: Vec<String> = ranked
+            .iter()
+            .map(|r| r.candidate.agent_id.clone())
+            .collect();
+        let new_call = NewCall {
+            call_id: &req.task_id,
+            channel,
+            group: &group,
+            min_score: 0.0,
+            steps: Vec::new(),
+            fields: vec![
+                ("customer_id", req.customer_id.clone().into_bytes()),
+                ("skill", req.skill.clone().into_bytes()),
+                ("channel", channel.to_string().into_bytes()),
+                ("direction", b"outbound".to_vec()),
+                ("reasons", b"outbound care call".to_vec()),
+                ("pop", screen_pop(profile.as_ref(), None).encode_to_vec()),
+            ],
+        };
+        let placement = self
+            .state
+            .place(&center, &new_call, &ids, false, now_ms())
+            .await?;
+        let mut decision = pb::RouteDecision {
+            call_id: req.task_id.clone(),
+            center_id: center.id().to_owned(),
+            customer_id: req.customer_id.clone(),
+            requirements: Some(pb::Requirements {
+                skill: req.skill.clone(),
+                group: group.clone(),
+                ..Default::default()
+            }),
+            screen_pop: Some(screen_pop(profile.as_ref(), None)),
+            ..Default::default()
+        };
+        let mut reasons = Vec::new();
+        match placement {
+            Placement::Assigned {
+                agent_id, offer_id, ..
+            } => {
+                let agent = self.state.agent(&center, &agent_id).await?;
+                decision.outcome = pb::RouteOutcome::Assigned as i32;
+                decision.agent = Some(agent_ref(&agent.profile));
+                decision.offer_id = offer_id;
+                if preferred.first() == Some(&agent_id) {
+                    reasons.push(format!(
+                        "{agent_id} is the customer's preferred agent and is free"
+                    ));
+                } else if !preferred.is_empty() {
+                    reasons.push(format!("preferred agent {} is not free", preferred[0]));
+                }
+                if let Some(chosen) = ranked.iter().find(|r| r.candidate.agent_id == agent_id) {
+                    reasons.extend(ranking::reasons(
+                        chosen,
+                        &ranked,
+                        &ctx,
+                        candidates.eligible,
+                        &req.skill,
+                    ));
+                }
+            }
+            Placement::NoAgent => {
+                decision.outcome = pb::RouteOutcome::NoAgent as i32;
+                reasons.push(format!(
+                    "no free agent with skill {}; nothing reserved",
+                    req.skill
+                ));
+            }
+            Placement::Existing { .. } => {
+                let call = self.state.call(&center, &req.task_id).await?;
+                let state = self.call_state(&center, &call).await?;
+                decision.outcome = match pb::CallStatus::try_from(state.status) {
+                    Ok(pb::CallStatus::Offered | pb::CallStatus::Connected) => {
+                        pb::RouteOutcome::Assigned
+                    }
+                    _ => pb::RouteOutcome::Unspecified,
+                } as i32;
+                decision.agent = state.agent;
+                decision.offer_id = state.offer_id;
+                reasons.push("task id already routed: current state returned".to_owned());
+            }
+            Placement::Queued { .. } => {
+                return Err(Status::internal("live state queued an outbound call"));
+            }
+        }
+        reasons.extend(notes);
+        decision.reasons = reasons;
+        Ok(Response::new(decision))
+    }
+
+    async fn list_follow_ups(
+        &self,
+        request: Request<pb::ListFollowUpsRequest>,
+    ) -> Result<Response<pb::ListFollowUpsResponse>, Status> {
+        let req = request.into_inner();
+        let center = self.center(&req.center_id)?;
+        let kind = match req.kind.as_str() {
+            "" => None,
+            "callback" | "visit" => Some(req.kind.as_str()),
+            _ => return Err(FieldError::new("kind", "must be callback, visit or empty").into()),
+        };
+        if req.limit > 1000 {
+            return Err(FieldError::new("limit", "must be at most 1000").into());
+        }
+        let limit = if req.limit == 0 {
+            100
+        } else {
+            req.limit as usize
+        };
+        let tasks = self.state.follow_ups(&center, kind, limit).await?;
+        Ok(Response::new(pb::ListFollowUpsResponse {
+            tasks: tasks.iter().map(views::follow_up).collect(),
+        }))
+    }
+}
+
+/// Service level per group: answered within the threshold over answered +
+/// abandoned in the window (1.0 when nothing happened).
+pub(crate) fn stats_to_pb(
+    stats: &crate::state::Stats,
+    policy: &RoutingPolicy,
+    now: i64,
+) -> pb::QueueStatsResponse {
+    pb::QueueStatsResponse {
+        ready_agents: stats.ready_agents as u32,
+        groups: stats
+            .groups
+            .iter()
+            .map(|g| {
+                let total = g.answered + g.abandoned;
+                pb::QueueGroupStats {
+                    group: g.group.clone(),
+                    channel: g.channel,
+                    waiting: g.waiting as u32,
+                    oldest_wait_s: if g.waiting > 0 {
+                        ((now - g.oldest_arrival_ms).max(0) / 1000) as u32
+                    } else {
+                        0
+                    },
+                    ready_agents: g.ready as u32,
+                    service_level: if total == 0 {
+                        1.0
+                    } else {
+                        g.answered_fast as f64 / total as f64
+                    },
+                    service_level_threshold_s: policy.patience.service_level_threshold_s,
+                    answered: g.answered as u32,
+                    abandoned: g.abandoned as u32,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// What the streaming RPCs need, cloned into their tasks.
+#[derive(Clone)]
+pub(crate) struct Watcher {
+    state: LiveState,
+    policy: Arc<RoutingPolicy>,
+    poll: Duration,
+}
+
+impl Routing {
+    fn watcher(&self) -> Watcher {
+        Watcher {
+            state: self.state.clone(),
+            policy: self.policy.clone(),
+            poll: self.poll,
+        }
+    }
+}
+
+impl Watcher {
+    async fn call_update(&self, center: &Center, call_id: &str) -> Result<pb::CallUpdate, Status> {
+        let call = self.state.call(center, call_id).await?;
+        let agent_id = call.get("agent_id");
+        let agent = if agent_id.is_empty() {
+            None
+        } else {
+            self.state
+                .agent(center, agent_id)
+                .await
+                .ok()
+                .map(|a| agent_ref(&a.profile))
+        };
+        let callback = if call.get("status") == "callback" {
+            self.state
+                .follow_ups(center, Some("callback"), usize::MAX)
+                .await?
+                .into_iter()
+                .find(|t| t.get("call_id").map(String::as_str) == Some(call_id))
+                .map(|t| views::follow_up(&t))
+        } else {
+            None
+        };
+        let now = now_ms();
+        let state = call_state(center, &call, agent, callback, now);
+        let mut update = pb::CallUpdate {
+            estimated_wait_s: 0,
+            callback: None,
+            state: None,
+        };
+        if let Some(position) = call.queue_position {
+            let (answered, first) = self
+                .state
+                .service_rate(center, call.channel(), call.get("group"), now)
+                .await?;
+            let per = if answered >= 2 {
+                ((now - first).max(60_000) as f64 / answered as f64) as u64
+            } else {
+                u64::from(self.policy.patience.ewt_default_s) * 1000
+            };
+            update.estimated_wait_s = (position * per / 1000) as u32;
+            let patience: u32 = call.get("patience_s").parse().unwrap_or(0);
+            if patience > 0 && update.estimated_wait_s > patience {
+                update.callback = Some(pb::CallbackOffer {
+                    estimated_wait_s: update.estimated_wait_s,
+                    patience_s: patience,
+                    windows: self
+                        .policy
+                        .patience
+                        .callback_windows_min
+                        .iter()
+                        .map(|[s, e]| pb::TimeRange {
+                            start: timestamp(now + i64::from(*s) * 60_000),
+                            end: timestamp(now + i64::from(*e) * 60_000),
+                        })
+                        .collect(),
+                });
+            }
+        }
+        update.state = Some(state);
+        Ok(update)
+    }
+
+    async fn agent_events(
+        &self,
+        center: &Center,
+        agent_id: &str,
+        sent: &mut HashSet<String>,
+        last_state: &mut Option<pb::AgentState>,
+    ) -> Result<Vec<pb::AgentEvent>, Status> {
+        let snapshot = self.state.agent(center, agent_id).await?;
+        let state = agent_state(&snapshot, None);
+        let mut events = Vec::new();
+        let pending: HashSet<String> = snapshot
+            .held
+            .iter()
+            .filter(|h| h.status == "offered")
+            .map(|h| h.offer_id.clone())
+            .collect();
+        let connected: HashSet<String> = snapshot
+            .held
+            .iter()
+            .filter(|h| h.status == "connected")
+            .map(|h| h.offer_id.clone())
+            .collect();
+        for held in snapshot.held.iter().filter(|h| h.status == "offered") {
+            if sent.contains(&held.offer_id) {
+                continue;
+            }
+            let call = self.state.call(center, &held.call_id).await?;
+            let pop = self.state.call_blob(center, &held.call_id, "pop").await?;
+            events.push(pb::AgentEvent {
+                state: Some(state.clone()),
+                offer: Some(views::offer(&call, held, pop.as_deref())),
+                offer_withdrawn_id: String::new(),
+            });
+            sent.insert(held.offer_id.clone());
+        }
+        let gone: Vec<String> = sent
+            .iter()
+            .filter(|o| !pending.contains(*o))
+            .cloned()
+            .collect();
+        for offer_id in gone {
+            sent.remove(&offer_id);
+            if !connected.contains(&offer_id) {
+                events.push(pb::AgentEvent {
+                    state: Some(state.clone()),
+                    offer: None,
+                    offer_withdrawn_id: offer_id,
+                });
+            }
+        }
+        let state_changed = last_state.as_ref().is_none_or(|l| {
+            (l.status, &l.call_ids, l.missed_offers)
+                != (state.status, &state.call_ids, state.missed_offers)
+        });
+        if events.is_empty() && state_changed {
+            events.push(pb::AgentEvent {
+                state: Some(state.clone()),
+                offer: None,
+                offer_withdrawn_id: String::new(),
+            });
+        }
+        *last_state = Some(state);
+        Ok(events)
     }
 }
 

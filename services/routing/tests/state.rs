@@ -1,74 +1,14 @@
 //! The live-state module against a real redis-server: reservations,
 //! queueing, the agent state machine and concurrency.
 
+mod common;
+
 use std::collections::HashSet;
 
-use rapport_proto::AgentProfile;
+use common::*;
 use rapport_routing::groups::agent_groups;
-use rapport_routing::ranking::rank;
-use rapport_routing::state::{Center, LiveState, NewCall, Placement, StateError, Status, Target};
+use rapport_routing::state::{Placement, Presence, StateError, Status, Target};
 use rapport_testkit::redis::TestRedis;
-
-async fn live(redis: &TestRedis) -> LiveState {
-    LiveState::connect(redis.url(), 8, 3600)
-        .await
-        .expect("connects to redis")
-}
-
-fn center() -> Center {
-    Center::new(&rapport_testkit::unique("cc-"))
-}
-
-fn agent(id: &str, wealth: f64, dialects: &[&str], pools: &[&str]) -> AgentProfile {
-    AgentProfile {
-        agent_id: id.into(),
-        name: format!("Agent {id}"),
-        skills: [("wealth".to_owned(), wealth)].into_iter().collect(),
-        languages: vec!["zh".into()],
-        dialects: dialects.iter().map(|s| s.to_string()).collect(),
-        pools: pools.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    }
-}
-
-async fn login_ready(state: &LiveState, c: &Center, a: &AgentProfile, now: i64) {
-    state
-        .login(c, a, &agent_groups(a), true, now)
-        .await
-        .expect("login");
-}
-
-fn call<'a>(id: &'a str, group: &'a str, min: f64) -> NewCall<'a> {
-    NewCall {
-        call_id: id,
-        group,
-        min_score: min,
-        fields: vec![("customer_id", "c1".into())],
-    }
-}
-
-/// Reads candidates, ranks them and places the contact, as RouteCall does.
-async fn route(
-    state: &LiveState,
-    c: &Center,
-    id: &str,
-    group: &str,
-    min: f64,
-    now: i64,
-) -> Placement {
-    let candidates = state
-        .candidates(c, group, min, 16)
-        .await
-        .expect("candidates");
-    let ranked: Vec<String> = rank(candidates.list)
-        .into_iter()
-        .map(|c| c.agent_id)
-        .collect();
-    state
-        .place(c, &call(id, group, min), &ranked, now)
-        .await
-        .expect("place")
-}
 
 #[tokio::test]
 async fn the_reference_group_picks_the_vip_minnan_agent() {
@@ -81,7 +21,7 @@ async fn the_reference_group_picks_the_vip_minnan_agent() {
     login_ready(&state, &c, &agent("zhao", 9.4, &["minnan"], &["vip"]), 4).await;
 
     let candidates = state
-        .candidates(&c, "wealth|p:vip|d:minnan", 9.5, 16)
+        .candidates(&c, 1, "wealth|p:vip|d:minnan", 9.5, 16, &[])
         .await
         .expect("candidates");
     assert_eq!(candidates.eligible, 1, "zhao is below 9.5");
@@ -90,15 +30,16 @@ async fn the_reference_group_picks_the_vip_minnan_agent() {
         placed,
         Placement::Assigned {
             agent_id: "lin".into(),
-            ranked: true
+            ranked: true,
+            offer_id: "call-1:1".into(),
         }
     );
     let lin = state.agent(&c, "lin").await.expect("agent");
-    assert_eq!(lin.status, Status::Reserved);
-    assert_eq!(lin.call_id, "call-1");
+    assert_eq!(lin.status(), Status::Reserved);
+    assert_eq!(lin.call_id(), "call-1");
     // Lin left every idle index.
     let anywhere = state
-        .candidates(&c, "wealth", 0.0, 16)
+        .candidates(&c, 1, "wealth", 0.0, 16, &[])
         .await
         .expect("candidates");
     assert!(anywhere.list.iter().all(|c| c.agent_id != "lin"));
@@ -110,10 +51,7 @@ async fn a_queued_contact_is_taken_the_moment_a_qualified_agent_turns_ready() {
     let state = live(&redis).await;
     let c = center();
     let lin = agent("lin", 9.6, &["minnan"], &["vip"]);
-    state
-        .login(&c, &lin, &agent_groups(&lin), false, 1)
-        .await
-        .expect("login");
+    login(&state, &c, &lin, false, 1).await;
 
     let group = "wealth|p:vip|d:minnan";
     assert_eq!(
@@ -130,18 +68,15 @@ async fn a_queued_contact_is_taken_the_moment_a_qualified_agent_turns_ready() {
 
     // An unqualified agent turning ready takes nothing.
     let zhao = agent("zhao", 9.0, &["minnan"], &["vip"]);
-    let change = state
-        .login(&c, &zhao, &agent_groups(&zhao), true, 25)
-        .await
-        .expect("login");
-    assert_eq!(change.status, Status::Ready);
+    let change = login(&state, &c, &zhao, true, 25).await;
+    assert_eq!(change.presence, Presence::Ready);
     assert_eq!(change.assigned_call, None);
 
     let change = state
         .set_status(&c, "lin", Target::Ready, 30)
         .await
         .expect("ready");
-    assert_eq!(change.status, Status::Reserved);
+    assert_eq!(change.presence, Presence::Ready);
     assert_eq!(
         change.assigned_call.as_deref(),
         Some("early"),
@@ -154,20 +89,20 @@ async fn a_queued_contact_is_taken_the_moment_a_qualified_agent_turns_ready() {
 
     // Completing hands lin the next one.
     let done = state
-        .complete(&c, "early", "lin", 40)
+        .complete(&c, "early", "lin", 0, false, 40)
         .await
         .expect("complete");
     assert!(!done.already_completed);
     assert_eq!(done.agent.assigned_call.as_deref(), Some("late"));
     // With nothing queued, the next completion leaves her idle and indexed.
     let done = state
-        .complete(&c, "late", "lin", 50)
+        .complete(&c, "late", "lin", 0, false, 50)
         .await
         .expect("complete");
-    assert_eq!(done.agent.status, Status::Ready);
+    assert_eq!(done.agent.presence, Presence::Ready);
     assert_eq!(done.agent.assigned_call, None);
     let candidates = state
-        .candidates(&c, group, 9.5, 16)
+        .candidates(&c, 1, group, 9.5, 16, &[])
         .await
         .expect("candidates");
     assert_eq!(candidates.list.len(), 1);
@@ -191,7 +126,7 @@ async fn a_repeated_call_id_is_not_placed_twice() {
         }
     );
     let a2 = state.agent(&c, "a2").await.expect("agent");
-    assert_eq!(a2.status, Status::Ready, "the retry reserved nobody");
+    assert_eq!(a2.status(), Status::Ready, "the retry reserved nobody");
 }
 
 #[tokio::test]
@@ -203,40 +138,39 @@ async fn a_stale_ranked_candidate_is_skipped_atomically() {
     login_ready(&state, &c, &agent("a2", 8.0, &[], &[]), 2).await;
     // Both contacts read the same candidate list before either reserves.
     let candidates = state
-        .candidates(&c, "wealth", 0.0, 16)
+        .candidates(&c, 1, "wealth", 0.0, 16, &[])
         .await
         .expect("candidates");
-    let ranked: Vec<String> = rank(candidates.list)
-        .into_iter()
-        .map(|c| c.agent_id)
-        .collect();
+    let ranked: Vec<String> = candidates.list.into_iter().map(|c| c.agent_id).collect();
     assert_eq!(ranked, ["a1", "a2"]);
     let first = state
-        .place(&c, &call("x", "wealth", 0.0), &ranked, 5)
+        .place(&c, &call("x", "wealth", 0.0), &ranked, true, 5)
         .await
         .expect("place");
     let second = state
-        .place(&c, &call("y", "wealth", 0.0), &ranked, 5)
+        .place(&c, &call("y", "wealth", 0.0), &ranked, true, 5)
         .await
         .expect("place");
     assert_eq!(
         first,
         Placement::Assigned {
             agent_id: "a1".into(),
-            ranked: true
+            ranked: true,
+            offer_id: "x:1".into(),
         }
     );
     assert_eq!(
         second,
         Placement::Assigned {
             agent_id: "a2".into(),
-            ranked: true
+            ranked: true,
+            offer_id: "y:1".into(),
         }
     );
     // A third contact with a stale list gets a fresh agent from the index or
     // queues; here nobody is left.
     let third = state
-        .place(&c, &call("z", "wealth", 0.0), &ranked, 5)
+        .place(&c, &call("z", "wealth", 0.0), &ranked, true, 5)
         .await
         .expect("place");
     assert_eq!(third, Placement::Queued { position: 1 });
@@ -265,9 +199,9 @@ async fn the_state_machine_refuses_illegal_moves_and_writes_nothing() {
         .unwrap_err();
     assert!(matches!(err, StateError::FailedPrecondition(_)), "{err:?}");
     let snapshot = state.agent(&c, "a1").await.expect("agent");
-    assert_eq!(snapshot.status, Status::LoggedOut);
+    assert_eq!(snapshot.status(), Status::LoggedOut);
     let idle = state
-        .candidates(&c, "wealth", 0.0, 16)
+        .candidates(&c, 1, "wealth", 0.0, 16, &[])
         .await
         .expect("candidates");
     assert!(idle.list.is_empty(), "a logged-out agent is not idle");
@@ -275,37 +209,50 @@ async fn the_state_machine_refuses_illegal_moves_and_writes_nothing() {
     // Logging in again, reserving, then illegal moves while holding a call.
     login_ready(&state, &c, &a, 4).await;
     route(&state, &c, "call-1", "wealth", 0.0, 5).await;
+    let before = dump(&redis, &c).await;
     let err = state
-        .set_status(&c, "a1", Target::NotReady, 6)
+        .set_status(&c, "a1", Target::LoggedOut, 6)
         .await
         .unwrap_err();
     assert!(matches!(err, StateError::FailedPrecondition(_)), "{err:?}");
     let err = state
-        .login(&c, &a, &agent_groups(&a), true, 6)
+        .login(&c, &a, &agent_groups(&a, RISK_POOL), &capacity(&a), true, 6)
         .await
         .unwrap_err();
     assert!(matches!(err, StateError::FailedPrecondition(_)), "{err:?}");
     let b = agent("b1", 9.0, &[], &[]);
     login_ready(&state, &c, &b, 6).await;
-    let err = state.complete(&c, "call-1", "b1", 7).await.unwrap_err();
+    let before_b = dump(&redis, &c).await;
+    let err = state
+        .complete(&c, "call-1", "b1", 0, false, 7)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StateError::FailedPrecondition(_)), "{err:?}");
-    let err = state.complete(&c, "nope", "a1", 7).await.unwrap_err();
+    let err = state
+        .complete(&c, "nope", "a1", 0, false, 7)
+        .await
+        .unwrap_err();
     assert!(matches!(err, StateError::NotFound(_)), "{err:?}");
+    assert_eq!(dump(&redis, &c).await, before_b, "rejections write nothing");
+    assert!(before.len() < before_b.len(), "b1's login wrote its keys");
     assert_eq!(
-        state.agent(&c, "a1").await.expect("agent").status,
+        state.agent(&c, "a1").await.expect("agent").status(),
         Status::Reserved
     );
     assert_eq!(
-        state.agent(&c, "b1").await.expect("agent").status,
+        state.agent(&c, "b1").await.expect("agent").status(),
         Status::Ready
     );
 
     // Completing twice is harmless.
     state
-        .complete(&c, "call-1", "a1", 8)
+        .complete(&c, "call-1", "a1", 0, false, 8)
         .await
         .expect("complete");
-    let again = state.complete(&c, "call-1", "a1", 9).await.expect("repeat");
+    let again = state
+        .complete(&c, "call-1", "a1", 0, false, 9)
+        .await
+        .expect("repeat");
     assert!(again.already_completed);
 }
 
@@ -317,12 +264,12 @@ async fn relogin_replaces_the_indexes() {
     login_ready(&state, &c, &agent("a1", 9.0, &["minnan"], &["vip"]), 1).await;
     login_ready(&state, &c, &agent("a1", 7.0, &[], &[]), 2).await;
     let vip = state
-        .candidates(&c, "wealth|p:vip", 0.0, 16)
+        .candidates(&c, 1, "wealth|p:vip", 0.0, 16, &[])
         .await
         .expect("candidates");
     assert!(vip.list.is_empty(), "old pool index removed");
     let plain = state
-        .candidates(&c, "wealth", 0.0, 16)
+        .candidates(&c, 1, "wealth", 0.0, 16, &[])
         .await
         .expect("candidates");
     assert_eq!(plain.list.len(), 1);

@@ -1,28 +1,34 @@
 //! Live agent and contact state in Redis.
 //!
 //! This is the only module that writes routing keys. Every state change is
-//! one Lua script, so it is atomic: an agent is reserved only if it is still
-//! idle at that instant, which is what makes double booking impossible even
-//! with many routing replicas. All keys of a center carry its hash tag
-//! (`rapport:{<center>}:…`), so the scripts also run on Redis Cluster.
+//! one Lua script (`lua/`, sharing `prelude.lua`), so it is atomic: an agent
+//! is reserved only if it is still free at that instant, which is what makes
+//! double booking impossible even with many routing replicas. All keys of a
+//! center carry its hash tag (`rapport:{<center>}:…`), so the scripts also
+//! run on Redis Cluster. Time is an argument of every script (`now_ms`), so
+//! tests drive expiry and widening with an injected clock.
 //!
-//! Keys, for center `cc`:
-//! - `rapport:{cc}:agent:<id>` hash: encoded profile, status, call id,
-//!   status_since, idle_since.
-//! - `rapport:{cc}:agent:<id>:groups` hash: requirement group → skill score.
-//! - `rapport:{cc}:idle:<group>` sorted set: idle agents by skill score.
-//! - `rapport:{cc}:queue:<group>` sorted set: waiting contacts by arrival.
-//! - `rapport:{cc}:queues` set: groups with waiting contacts.
-//! - `rapport:{cc}:call:<id>` hash: one contact's live state (expires).
+//! Keys, for center `cc` (see ARCHITECTURE.md for the full table):
+//! - `agent:<id>` hash: encoded profile, presence, capacities and loads per
+//!   channel, learned traits, missed offers, presence deadline.
+//! - `agent:<id>:groups` hash: requirement group → skill score.
+//! - `agent:<id>:calls` hash: contacts held → channel.
+//! - `idle:<ch>:<group>` sorted set: agents free on the channel, by skill.
+//! - `queue:<ch>:<group>` sorted set: waiting contacts by arrival.
+//! - `call:<id>` hash: one contact's live state (expires).
+//! - `due` sorted set: timers (offer expiry, widening, retry, wrap-up).
+//! - `history` stream: every reserve and release.
+//! - `task:<id>` hash and `tasks` sorted set: callbacks and visits.
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use prost::Message as _;
-use rapport_proto::AgentProfile;
+use rapport_proto::{AgentProfile, AgentTraits};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands as _, Script};
+use redis::{AsyncCommands as _, Script, ScriptInvocation};
+use tracing::Instrument as _;
 
 use crate::ranking::Candidate;
 
@@ -46,8 +52,21 @@ fn script(body: &str) -> Script {
 static LOGIN: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/login.lua")));
 static SET_STATUS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/set_status.lua")));
 static ROUTE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/route.lua")));
+static ROUTE_FIELD: LazyLock<Script> =
+    LazyLock::new(|| script(include_str!("lua/route_field.lua")));
 static COMPLETE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/complete.lua")));
 static CANDIDATES: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/candidates.lua")));
+static OFFER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/offer.lua")));
+static ABANDON: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/abandon.lua")));
+static CALLBACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/callback.lua")));
+static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
+static SWEEP: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/sweep.lua")));
+static STATS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/stats.lua")));
+// No prelude: its only key is the global registry, outside any center.
+static REGISTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/register.lua")));
+
+/// The global list of centers the sweepers walk.
+const CENTERS_KEY: &str = "rapport:centers";
 
 /// The keys of one contact center. Built only from validated ids.
 #[derive(Debug, Clone)]
@@ -67,41 +86,101 @@ impl Center {
     pub fn id(&self) -> &str {
         &self.id
     }
+    /// The prefix every key of the center starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
     fn agent(&self, id: &str) -> String {
         format!("{}agent:{id}", self.prefix)
     }
-    fn groups(&self, id: &str) -> String {
-        format!("{}agent:{id}:groups", self.prefix)
+    fn held(&self, id: &str) -> String {
+        format!("{}agent:{id}:calls", self.prefix)
     }
-    fn idle(&self, group: &str) -> String {
-        format!("{}idle:{group}", self.prefix)
+    fn idle(&self, channel: i32, group: &str) -> String {
+        format!("{}idle:{channel}:{group}", self.prefix)
     }
-    fn queue(&self, group: &str) -> String {
-        format!("{}queue:{group}", self.prefix)
+    fn queue(&self, channel: i32, group: &str) -> String {
+        format!("{}queue:{channel}:{group}", self.prefix)
     }
     fn call(&self, id: &str) -> String {
         format!("{}call:{id}", self.prefix)
     }
+    fn answered(&self, channel: i32, group: &str) -> String {
+        format!("{}sl:{channel}:{group}:answered", self.prefix)
+    }
+    fn task(&self, id: &str) -> String {
+        format!("{}task:{id}", self.prefix)
+    }
+    /// The reservation history stream.
+    pub fn history(&self) -> String {
+        format!("{}history", self.prefix)
+    }
 }
 
-/// Agent status as stored.
+/// Policy numbers the scripts need, passed with every call.
+#[derive(Debug, Clone)]
+pub struct Tunables {
+    pub offer_timeout: Duration,
+    pub queue_scan: usize,
+    pub max_missed: u32,
+    pub wrap_up_timeout: Duration,
+    pub voice_exclusive: bool,
+    pub window: Duration,
+    pub service_level_threshold: Duration,
+    pub call_ttl_s: u64,
+    /// Weight of one CSAT sample in the learned traits (moving average).
+    pub learning_rate: f64,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Self {
+            offer_timeout: Duration::from_secs(15),
+            queue_scan: 8,
+            max_missed: 3,
+            wrap_up_timeout: Duration::from_secs(60),
+            voice_exclusive: true,
+            window: Duration::from_secs(900),
+            service_level_threshold: Duration::from_secs(20),
+            call_ttl_s: 86_400,
+            learning_rate: 0.2,
+        }
+    }
+}
+
+impl Tunables {
+    fn encode(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{}",
+            self.offer_timeout.as_millis(),
+            self.queue_scan,
+            self.max_missed,
+            self.wrap_up_timeout.as_millis(),
+            u8::from(self.voice_exclusive),
+            self.window.as_millis(),
+            self.service_level_threshold.as_millis(),
+            self.call_ttl_s,
+            self.learning_rate
+        )
+    }
+}
+
+/// An agent's presence, as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
+pub enum Presence {
     LoggedOut,
     NotReady,
     Ready,
-    Reserved,
-    Busy,
+    WrapUp,
 }
 
-impl Status {
+impl Presence {
     fn parse(s: &str) -> Result<Self, StateError> {
         Ok(match s {
             "logged_out" => Self::LoggedOut,
             "not_ready" => Self::NotReady,
             "ready" => Self::Ready,
-            "reserved" => Self::Reserved,
-            "busy" => Self::Busy,
+            "wrap_up" => Self::WrapUp,
             other => return Err(StateError::Corrupt(format!("agent status {other:?}"))),
         })
     }
@@ -110,26 +189,78 @@ impl Status {
             Self::LoggedOut => "logged_out",
             Self::NotReady => "not_ready",
             Self::Ready => "ready",
-            Self::Reserved => "reserved",
-            Self::Busy => "busy",
+            Self::WrapUp => "wrap_up",
         }
     }
+}
+
+/// What an agent is doing: its presence, unless it holds contacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    LoggedOut,
+    NotReady,
+    Ready,
+    WrapUp,
+    /// Holds an offer not yet accepted.
+    Reserved,
+    /// Connected to a contact.
+    Busy,
+}
+
+/// A contact an agent holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub call_id: String,
+    pub channel: i32,
+    /// `offered` or `connected`.
+    pub status: String,
+    pub offer_id: String,
 }
 
 /// An agent's live state.
 #[derive(Debug, Clone)]
 pub struct AgentSnapshot {
+    /// The profile given at login, with the learned traits.
     pub profile: AgentProfile,
-    pub status: Status,
-    pub call_id: String,
+    pub presence: Presence,
+    pub held: Vec<Held>,
     pub status_since_ms: i64,
+    pub missed_offers: u32,
+    pub on_duty_until_ms: i64,
 }
 
-/// The result of a status change: the new status and, when turning ready
+impl AgentSnapshot {
+    /// Offers pending win over connected contacts, which win over presence.
+    pub fn status(&self) -> Status {
+        if self.held.iter().any(|h| h.status == "offered") {
+            Status::Reserved
+        } else if !self.held.is_empty() {
+            Status::Busy
+        } else {
+            match self.presence {
+                Presence::LoggedOut => Status::LoggedOut,
+                Presence::NotReady => Status::NotReady,
+                Presence::Ready => Status::Ready,
+                Presence::WrapUp => Status::WrapUp,
+            }
+        }
+    }
+    /// The first contact held (an offer first).
+    pub fn call_id(&self) -> &str {
+        self.held
+            .iter()
+            .find(|h| h.status == "offered")
+            .or(self.held.first())
+            .map(|h| h.call_id.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// The result of a status change: the new presence and, when turning ready
 /// took a queued contact, that contact's id.
 #[derive(Debug, Clone)]
 pub struct StatusChange {
-    pub status: Status,
+    pub presence: Presence,
     pub assigned_call: Option<String>,
 }
 
@@ -148,14 +279,18 @@ impl CallSnapshot {
     pub fn get_i64(&self, field: &str) -> i64 {
         self.get(field).parse().unwrap_or(0)
     }
+    pub fn channel(&self) -> i32 {
+        self.get("ch").parse().unwrap_or(1)
+    }
 }
 
 /// The best idle candidates of a group.
 #[derive(Debug, Clone)]
 pub struct Candidates {
-    /// How many idle agents of the group meet the minimum score.
+    /// How many free agents of the group meet the minimum score.
     pub eligible: u64,
-    /// The best of them, at most the configured limit, in index order.
+    /// The best of them (at most the limit), plus the extra agents asked
+    /// for if they are eligible, in index order.
     pub list: Vec<Candidate>,
 }
 
@@ -163,10 +298,23 @@ pub struct Candidates {
 #[derive(Debug, Clone)]
 pub struct NewCall<'a> {
     pub call_id: &'a str,
+    pub channel: i32,
     pub group: &'a str,
     pub min_score: f64,
-    /// Extra fields stored with the contact (customer, selection, channel).
-    pub fields: Vec<(&'static str, String)>,
+    /// Widening steps after the exact requirements: (group, min, after ms).
+    pub steps: Vec<(String, f64, u64)>,
+    /// Extra fields stored with the contact (customer, selection, needs…).
+    pub fields: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl NewCall<'_> {
+    fn encoded_steps(&self) -> String {
+        self.steps
+            .iter()
+            .map(|(g, m, at)| format!("{g},{m},{at}"))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
 }
 
 /// Where a new contact went.
@@ -177,14 +325,41 @@ pub enum Placement {
     Assigned {
         agent_id: String,
         ranked: bool,
+        offer_id: String,
     },
     Queued {
         position: u64,
     },
+    /// Nobody was free and queueing was not asked for; nothing was written.
+    NoAgent,
     /// The call id was already known; its current status.
     Existing {
         status: String,
     },
+}
+
+/// Where a contact for a field manager went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldPlacement {
+    Assigned {
+        offer_id: String,
+        task_id: String,
+    },
+    /// The manager cannot take it; nothing was written.
+    Unavailable {
+        reason: String,
+    },
+    Existing {
+        status: String,
+    },
+}
+
+/// A visit planned with a field-manager contact.
+#[derive(Debug, Clone)]
+pub struct Visit {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub priority: u32,
 }
 
 /// What completing a contact did.
@@ -192,6 +367,49 @@ pub enum Placement {
 pub struct Completion {
     pub already_completed: bool,
     pub agent: StatusChange,
+    /// Traits learned from the CSAT: (trait, new value).
+    pub learned: Vec<(String, f64)>,
+}
+
+/// What answering an offer did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfferAnswer {
+    Accepted,
+    AlreadyAccepted,
+    /// Rejected; the contact went to `reoffered_to`, or back to its queue.
+    Rejected {
+        reoffered_to: Option<String>,
+    },
+}
+
+/// What a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub handled: u64,
+    pub expired: u64,
+    pub widened: u64,
+    pub assigned: u64,
+    pub wrapped: u64,
+}
+
+/// Queue statistics of one (channel, group).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupStats {
+    pub channel: i32,
+    pub group: String,
+    pub waiting: u64,
+    pub oldest_arrival_ms: i64,
+    pub ready: u64,
+    pub answered: u64,
+    pub answered_fast: u64,
+    pub abandoned: u64,
+}
+
+/// Queue statistics of a center.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub ready_agents: u64,
+    pub groups: Vec<GroupStats>,
 }
 
 /// Target of an agent status change.
@@ -206,18 +424,26 @@ pub enum Target {
 #[derive(Clone)]
 pub struct LiveState {
     conn: ConnectionManager,
-    queue_scan: usize,
-    call_ttl_s: u64,
+    tunables: Arc<Tunables>,
+    cfg: Arc<str>,
+    registered: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A span around one Redis script call: db.system, db.operation and the
+/// call id (never phone numbers or names).
+fn span(operation: &'static str, call_id: &str) -> tracing::Span {
+    tracing::info_span!(
+        "redis",
+        "db.system" = "redis",
+        "db.operation" = operation,
+        call_id = call_id
+    )
 }
 
 impl LiveState {
     /// Connects to Redis. The connection reconnects on its own after Redis
     /// restarts.
-    pub async fn connect(
-        url: &str,
-        queue_scan: usize,
-        call_ttl_s: u64,
-    ) -> Result<Self, StateError> {
+    pub async fn connect(url: &str, tunables: Tunables) -> Result<Self, StateError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -227,9 +453,14 @@ impl LiveState {
         let conn = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self {
             conn,
-            queue_scan,
-            call_ttl_s,
+            cfg: tunables.encode().into(),
+            tunables: Arc::new(tunables),
+            registered: Arc::default(),
         })
+    }
+
+    pub fn tunables(&self) -> &Tunables {
+        &self.tunables
     }
 
     /// Whether Redis answers.
@@ -239,29 +470,93 @@ impl LiveState {
         Ok(())
     }
 
-    /// Logs an agent in with its requirement groups; optionally straight to
-    /// ready (which may assign a queued contact at once).
+    /// A script invocation with the common arguments: prefix, now, policy.
+    fn invoke<'s>(&self, script: &'s Script, center: &Center, now_ms: i64) -> ScriptInvocation<'s> {
+        let mut inv = script.prepare_invoke();
+        // The call's own key is declared so a Cluster client routes the
+        // script to the center's slot.
+        inv.key(format!("{}due", center.prefix))
+            .arg(&center.prefix)
+            .arg(now_ms)
+            .arg(&*self.cfg);
+        inv
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        operation: &'static str,
+        call_id: &str,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(inv
+            .invoke_async(&mut conn)
+            .instrument(span(operation, call_id))
+            .await?)
+    }
+
+    /// Lists the center in the registry the sweepers walk (once per process
+    /// and center, and at every login so a flushed Redis relearns it).
+    pub async fn register(&self, center: &Center, force: bool) -> Result<(), StateError> {
+        let known = self
+            .registered
+            .lock()
+            .map(|set| set.contains(center.id()))
+            .unwrap_or(false);
+        if known && !force {
+            return Ok(());
+        }
+        let mut inv = REGISTER.prepare_invoke();
+        inv.key(CENTERS_KEY).arg(center.id());
+        let _: i64 = self.run("register", "", &inv).await?;
+        if let Ok(mut set) = self.registered.lock() {
+            set.insert(center.id().to_owned());
+        }
+        Ok(())
+    }
+
+    /// Every registered center.
+    pub async fn centers(&self) -> Result<Vec<String>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.smembers(CENTERS_KEY).await?)
+    }
+
+    /// Logs an agent in with its requirement groups and per-channel
+    /// capacity; optionally straight to ready (which may assign a queued
+    /// contact at once).
     pub async fn login(
         &self,
         center: &Center,
         agent: &AgentProfile,
         groups: &[(String, f64)],
+        capacity: &[(i32, u32)],
         ready: bool,
         now_ms: i64,
     ) -> Result<StatusChange, StateError> {
-        let mut inv = LOGIN.prepare_invoke();
-        inv.key(center.agent(&agent.agent_id))
-            .key(center.groups(&agent.agent_id))
-            .arg(&center.prefix)
-            .arg(&agent.agent_id)
+        self.register(center, true).await?;
+        let channels: Vec<String> = capacity
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(c, _)| c.to_string())
+            .collect();
+        let caps: Vec<String> = capacity.iter().map(|(c, n)| format!("{c}:{n}")).collect();
+        let traits = agent.traits.clone().unwrap_or_default();
+        let field = agent.kind == rapport_proto::AgentKind::Field as i32;
+        let mut inv = self.invoke(&LOGIN, center, now_ms);
+        inv.arg(&agent.agent_id)
             .arg(agent.encode_to_vec())
-            .arg(now_ms)
             .arg(if ready { "1" } else { "0" })
-            .arg(self.queue_scan);
+            .arg(channels.join(","))
+            .arg(caps.join(","))
+            .arg(if field { "1" } else { "0" })
+            .arg(traits.empathy.to_string())
+            .arg(traits.de_escalation.to_string())
+            .arg(agent.dialects.join(","))
+            .arg(agent.languages.join(","));
         for (group, score) in groups {
             inv.arg(group).arg(score.to_string());
         }
-        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        let reply: Vec<String> = self.run("login", "", &inv).await?;
         status_change(&reply)
     }
 
@@ -274,20 +569,33 @@ impl LiveState {
         now_ms: i64,
     ) -> Result<StatusChange, StateError> {
         let target = match target {
-            Target::Ready => Status::Ready,
-            Target::NotReady => Status::NotReady,
-            Target::LoggedOut => Status::LoggedOut,
+            Target::Ready => Presence::Ready,
+            Target::NotReady => Presence::NotReady,
+            Target::LoggedOut => Presence::LoggedOut,
         };
-        let reply: Vec<String> = SET_STATUS
-            .key(center.agent(agent_id))
-            .arg(&center.prefix)
-            .arg(agent_id)
-            .arg(target.as_str())
-            .arg(now_ms)
-            .arg(self.queue_scan)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+        let mut inv = self.invoke(&SET_STATUS, center, now_ms);
+        inv.arg(agent_id).arg(target.as_str());
+        let reply: Vec<String> = self.run("set_status", "", &inv).await?;
         status_change(&reply)
+    }
+
+    /// A field manager's heartbeat; returns when presence lapses (ms).
+    pub async fn heartbeat(
+        &self,
+        center: &Center,
+        agent_id: &str,
+        ttl: Duration,
+        now_ms: i64,
+    ) -> Result<i64, StateError> {
+        let mut inv = self.invoke(&HEARTBEAT, center, now_ms);
+        inv.arg(agent_id).arg(ttl.as_millis() as u64);
+        let reply: Vec<String> = self.run("heartbeat", "", &inv).await?;
+        match reply.as_slice() {
+            [tag, until] if tag == "ok" => until
+                .parse()
+                .map_err(|_| StateError::Corrupt(format!("heartbeat reply {until:?}"))),
+            other => Err(script_error(other)),
+        }
     }
 
     /// One agent's state.
@@ -297,7 +605,12 @@ impl LiveState {
         agent_id: &str,
     ) -> Result<AgentSnapshot, StateError> {
         let mut conn = self.conn.clone();
-        let fields: HashMap<String, Vec<u8>> = conn.hgetall(center.agent(agent_id)).await?;
+        let (fields, held): (HashMap<String, Vec<u8>>, HashMap<String, String>) = redis::pipe()
+            .hgetall(center.agent(agent_id))
+            .hgetall(center.held(agent_id))
+            .query_async(&mut conn)
+            .instrument(span("agent", ""))
+            .await?;
         if fields.is_empty() {
             return Err(StateError::NotFound(format!(
                 "agent {agent_id} is not logged in"
@@ -309,83 +622,130 @@ impl LiveState {
                 .map(|v| String::from_utf8_lossy(v).into_owned())
                 .unwrap_or_default()
         };
-        let profile = AgentProfile::decode(fields.get("profile").map(Vec::as_slice).unwrap_or(&[]))
-            .map_err(|e| StateError::Corrupt(format!("agent profile: {e}")))?;
+        let mut profile =
+            AgentProfile::decode(fields.get("profile").map(Vec::as_slice).unwrap_or(&[]))
+                .map_err(|e| StateError::Corrupt(format!("agent profile: {e}")))?;
+        profile.traits = Some(AgentTraits {
+            empathy: text("empathy").parse().unwrap_or(0.0),
+            de_escalation: text("de_escalation").parse().unwrap_or(0.0),
+        });
+        let mut calls = Vec::with_capacity(held.len());
+        let mut ids: Vec<(String, String)> = held.into_iter().collect();
+        ids.sort();
+        for (call_id, channel) in ids {
+            let (status, offer_id): (Option<String>, Option<String>) = redis::cmd("HMGET")
+                .arg(center.call(&call_id))
+                .arg("status")
+                .arg("offer_id")
+                .query_async(&mut conn)
+                .await?;
+            calls.push(Held {
+                channel: channel.parse().unwrap_or(1),
+                status: status.unwrap_or_default(),
+                offer_id: offer_id.unwrap_or_default(),
+                call_id,
+            });
+        }
         Ok(AgentSnapshot {
             profile,
-            status: Status::parse(&text("status"))?,
-            call_id: text("call_id"),
+            presence: Presence::parse(&text("status"))?,
+            held: calls,
             status_since_ms: text("status_since").parse().unwrap_or(0),
+            missed_offers: text("misses").parse().unwrap_or(0),
+            on_duty_until_ms: text("on_duty_until").parse().unwrap_or(0),
         })
     }
 
-    /// The best idle candidates of a group at or above `min_score`.
+    /// The best free candidates of a group on a channel at or above
+    /// `min_score`, plus `extra` agents (preferred, affinity) if eligible.
     pub async fn candidates(
         &self,
         center: &Center,
+        channel: i32,
         group: &str,
         min_score: f64,
         limit: usize,
+        extra: &[String],
     ) -> Result<Candidates, StateError> {
-        let reply: Vec<String> = CANDIDATES
-            .key(center.idle(group))
+        let mut inv = CANDIDATES.prepare_invoke();
+        inv.key(center.idle(channel, group))
             .arg(&center.prefix)
+            .arg(0)
+            .arg(&*self.cfg)
             .arg(min_score.to_string())
-            .arg(limit)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(limit);
+        for id in extra {
+            inv.arg(id);
+        }
+        let reply: Vec<String> = self.run("candidates", "", &inv).await?;
         let (eligible, rest) = reply
             .split_first()
             .ok_or_else(|| StateError::Corrupt("empty candidates reply".into()))?;
         let eligible = eligible
             .parse()
             .map_err(|_| StateError::Corrupt(format!("candidate count {eligible:?}")))?;
+        let list_of = |s: &str| -> Vec<String> {
+            s.split(',')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
         let list = rest
-            .chunks_exact(3)
-            .map(|c| Candidate {
-                agent_id: c[0].clone(),
-                score: c[1].parse().unwrap_or(0.0),
-                idle_since_ms: c[2].parse().unwrap_or(0),
+            .chunks_exact(9)
+            .map(|c| {
+                let load: f64 = c[5].parse().unwrap_or(0.0);
+                let capacity: f64 = c[6].parse().unwrap_or(0.0);
+                Candidate {
+                    agent_id: c[0].clone(),
+                    score: c[1].parse().unwrap_or(0.0),
+                    idle_since_ms: c[2].parse().unwrap_or(0),
+                    empathy: c[3].parse().unwrap_or(0.0),
+                    de_escalation: c[4].parse().unwrap_or(0.0),
+                    occupancy: if capacity > 0.0 { load / capacity } else { 0.0 },
+                    dialects: list_of(&c[7]),
+                    languages: list_of(&c[8]),
+                }
             })
             .collect();
         Ok(Candidates { eligible, list })
     }
 
     /// Atomically reserves the first still-free agent of `ranked` (or any
-    /// free agent of the group), or queues the contact.
+    /// free agent of the group), or queues the contact (when `queue`).
     pub async fn place(
         &self,
         center: &Center,
         call: &NewCall<'_>,
         ranked: &[String],
+        queue: bool,
         now_ms: i64,
     ) -> Result<Placement, StateError> {
-        let mut inv = ROUTE.prepare_invoke();
-        inv.key(center.call(call.call_id))
-            .key(center.idle(call.group))
-            .key(center.queue(call.group))
-            .arg(&center.prefix)
-            .arg(call.call_id)
+        self.register(center, false).await?;
+        let mut inv = self.invoke(&ROUTE, center, now_ms);
+        inv.arg(call.call_id)
+            .arg(call.channel)
             .arg(call.group)
             .arg(call.min_score.to_string())
-            .arg(now_ms)
-            .arg(self.call_ttl_s)
+            .arg(if queue { "queue" } else { "noqueue" })
+            .arg(call.encoded_steps())
             .arg(ranked.len());
         for id in ranked {
             inv.arg(id);
         }
         for (field, value) in &call.fields {
-            inv.arg(*field).arg(value);
+            inv.arg(*field).arg(value.as_slice());
         }
-        let reply: Vec<String> = inv.invoke_async(&mut self.conn.clone()).await?;
+        let reply: Vec<String> = self.run("route", call.call_id, &inv).await?;
         match reply.as_slice() {
-            [tag, id, how] if tag == "assigned" => Ok(Placement::Assigned {
+            [tag, id, how, offer] if tag == "assigned" => Ok(Placement::Assigned {
                 agent_id: id.clone(),
                 ranked: how == "ranked",
+                offer_id: offer.clone(),
             }),
             [tag, pos] if tag == "queued" => Ok(Placement::Queued {
                 position: pos.parse().unwrap_or(0),
             }),
+            [tag] if tag == "none" => Ok(Placement::NoAgent),
             [tag, status] if tag == "existing" => Ok(Placement::Existing {
                 status: status.clone(),
             }),
@@ -393,16 +753,64 @@ impl LiveState {
         }
     }
 
+    /// Reserves the customer's dedicated field manager if on duty and free,
+    /// and plans the visit follow-up in the same step.
+    pub async fn place_with_field_manager(
+        &self,
+        center: &Center,
+        call: &NewCall<'_>,
+        manager_id: &str,
+        visit: &Visit,
+        now_ms: i64,
+    ) -> Result<FieldPlacement, StateError> {
+        self.register(center, false).await?;
+        let mut inv = self.invoke(&ROUTE_FIELD, center, now_ms);
+        inv.arg(call.call_id)
+            .arg(call.channel)
+            .arg(manager_id)
+            .arg(call.group)
+            .arg(visit.start_ms)
+            .arg(visit.end_ms)
+            .arg(visit.priority);
+        for (field, value) in &call.fields {
+            inv.arg(*field).arg(value.as_slice());
+        }
+        let reply: Vec<String> = self.run("route_field", call.call_id, &inv).await?;
+        match reply.as_slice() {
+            [tag, _, offer, task] if tag == "assigned" => Ok(FieldPlacement::Assigned {
+                offer_id: offer.clone(),
+                task_id: task.clone(),
+            }),
+            [tag, reason] if tag == "unavailable" => Ok(FieldPlacement::Unavailable {
+                reason: reason.clone(),
+            }),
+            [tag, status] if tag == "existing" => Ok(FieldPlacement::Existing {
+                status: status.clone(),
+            }),
+            other => Err(StateError::Corrupt(format!("route_field reply {other:?}"))),
+        }
+    }
+
     /// One contact's state.
     pub async fn call(&self, center: &Center, call_id: &str) -> Result<CallSnapshot, StateError> {
         let mut conn = self.conn.clone();
-        let fields: HashMap<String, String> = conn.hgetall(center.call(call_id)).await?;
-        if fields.is_empty() {
+        let raw: HashMap<String, Vec<u8>> = conn
+            .hgetall(center.call(call_id))
+            .instrument(span("call", call_id))
+            .await?;
+        if raw.is_empty() {
             return Err(StateError::NotFound(format!("call {call_id} is unknown")));
         }
+        // Binary fields (the screen pop) are read separately by `call_blob`.
+        let fields: HashMap<String, String> = raw
+            .into_iter()
+            .filter(|(k, _)| k != "pop")
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
         let queue_position = if fields.get("status").map(String::as_str) == Some("queued") {
             let group = fields.get("group").cloned().unwrap_or_default();
-            let rank: Option<u64> = conn.zrank(center.queue(&group), call_id).await?;
+            let channel = fields.get("ch").and_then(|c| c.parse().ok()).unwrap_or(1);
+            let rank: Option<u64> = conn.zrank(center.queue(channel, &group), call_id).await?;
             rank.map(|r| r + 1)
         } else {
             None
@@ -413,47 +821,253 @@ impl LiveState {
         })
     }
 
-    /// Completes a contact and releases its agent, who may take the next
-    /// queued contact at once. Completing twice is harmless.
+    /// A binary field of a contact (e.g. the encoded screen pop).
+    pub async fn call_blob(
+        &self,
+        center: &Center,
+        call_id: &str,
+        field: &str,
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn.hget(center.call(call_id), field).await?)
+    }
+
+    /// Answers in the group's recent service: how many contacts were
+    /// answered in the window and when the first of them was.
+    pub async fn service_rate(
+        &self,
+        center: &Center,
+        channel: i32,
+        group: &str,
+        now_ms: i64,
+    ) -> Result<(u64, i64), StateError> {
+        let mut conn = self.conn.clone();
+        let key = center.answered(channel, group);
+        let from = now_ms - self.tunables.window.as_millis() as i64;
+        let (count, first): (u64, Vec<(String, f64)>) = redis::pipe()
+            .zcount(&key, from, "+inf")
+            .zrangebyscore_limit_withscores(&key, from, "+inf", 0, 1)
+            .query_async(&mut conn)
+            .instrument(span("service_rate", ""))
+            .await?;
+        Ok((
+            count,
+            first.first().map(|(_, s)| *s as i64).unwrap_or(now_ms),
+        ))
+    }
+
+    /// Completes a contact and releases its agent, who enters wrap-up (when
+    /// asked and holding nothing else) or takes the next queued contact.
+    /// Completing twice is harmless.
     pub async fn complete(
         &self,
         center: &Center,
         call_id: &str,
         agent_id: &str,
+        csat: u32,
+        wrap_up: bool,
         now_ms: i64,
     ) -> Result<Completion, StateError> {
-        let reply: Vec<String> = COMPLETE
-            .key(center.call(call_id))
-            .key(center.agent(agent_id))
-            .arg(&center.prefix)
-            .arg(call_id)
+        let mut inv = self.invoke(&COMPLETE, center, now_ms);
+        inv.arg(call_id)
             .arg(agent_id)
-            .arg(now_ms)
-            .arg(self.queue_scan)
-            .arg(self.call_ttl_s)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(csat)
+            .arg(if wrap_up { "1" } else { "0" });
+        let reply: Vec<String> = self.run("complete", call_id, &inv).await?;
         let already = reply.first().map(String::as_str) == Some("already");
-        let agent = status_change(&reply)?;
+        let learned = match reply.get(3) {
+            Some(s) => s
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.parse().unwrap_or(0.0)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let agent = status_change(reply.get(..3).unwrap_or(&reply))?;
         Ok(Completion {
             already_completed: already,
             agent,
+            learned,
         })
+    }
+
+    /// Accepts or rejects an offer.
+    pub async fn answer_offer(
+        &self,
+        center: &Center,
+        agent_id: &str,
+        offer_id: &str,
+        accept: bool,
+        now_ms: i64,
+    ) -> Result<OfferAnswer, StateError> {
+        let mut inv = self.invoke(&OFFER, center, now_ms);
+        inv.arg(agent_id)
+            .arg(offer_id)
+            .arg(if accept { "accept" } else { "reject" });
+        let call_id = offer_id.rsplit_once(':').map(|(c, _)| c).unwrap_or("");
+        let reply: Vec<String> = self
+            .run(if accept { "accept" } else { "reject" }, call_id, &inv)
+            .await?;
+        match reply.as_slice() {
+            [tag, _] if tag == "already" => Ok(OfferAnswer::AlreadyAccepted),
+            [tag, _, _] if tag == "ok" && accept => Ok(OfferAnswer::Accepted),
+            [tag, _, other] if tag == "ok" => Ok(OfferAnswer::Rejected {
+                reoffered_to: (!other.is_empty()).then(|| other.clone()),
+            }),
+            other => Err(script_error(other)),
+        }
+    }
+
+    /// The caller hung up while waiting. Returns (already abandoned, wait ms).
+    pub async fn abandon(
+        &self,
+        center: &Center,
+        call_id: &str,
+        now_ms: i64,
+    ) -> Result<(bool, i64), StateError> {
+        let mut inv = self.invoke(&ABANDON, center, now_ms);
+        inv.arg(call_id);
+        let reply: Vec<String> = self.run("abandon", call_id, &inv).await?;
+        match reply.as_slice() {
+            [tag, wait] if tag == "ok" || tag == "already" => {
+                Ok((tag == "already", wait.parse().unwrap_or(0)))
+            }
+            other => Err(script_error(other)),
+        }
+    }
+
+    /// The caller accepted a callback in a window; persists the callback
+    /// task. Returns (already accepted, task id).
+    pub async fn accept_callback(
+        &self,
+        center: &Center,
+        call_id: &str,
+        window: (i64, i64),
+        priority: u32,
+        phone: &str,
+        now_ms: i64,
+    ) -> Result<(bool, String), StateError> {
+        let mut inv = self.invoke(&CALLBACK, center, now_ms);
+        inv.arg(call_id)
+            .arg(window.0)
+            .arg(window.1)
+            .arg(priority)
+            .arg(phone);
+        let reply: Vec<String> = self.run("callback", call_id, &inv).await?;
+        match reply.as_slice() {
+            [tag, task] if tag == "ok" || tag == "already" => Ok((tag == "already", task.clone())),
+            other => Err(script_error(other)),
+        }
+    }
+
+    /// Follow-up tasks (callbacks, visits), soonest first.
+    pub async fn follow_ups(
+        &self,
+        center: &Center,
+        kind: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HashMap<String, String>>, StateError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn
+            .zrange(format!("{}tasks", center.prefix), 0, -1)
+            .instrument(span("follow_ups", ""))
+            .await?;
+        let mut out = Vec::new();
+        for id in ids {
+            if out.len() >= limit {
+                break;
+            }
+            let task: HashMap<String, String> = conn.hgetall(center.task(&id)).await?;
+            if task.is_empty()
+                || kind.is_some_and(|k| task.get("kind").map(String::as_str) != Some(k))
+            {
+                continue;
+            }
+            out.push(task);
+        }
+        Ok(out)
+    }
+
+    /// Processes due timers (offer expiry, widening, retries, wrap-up) of a
+    /// center, at most `limit` of them. Safe on any replica at any time.
+    pub async fn sweep(
+        &self,
+        center: &Center,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<SweepReport, StateError> {
+        let mut inv = self.invoke(&SWEEP, center, now_ms);
+        inv.arg(limit);
+        let reply: Vec<u64> = self.run("sweep", "", &inv).await?;
+        match reply.as_slice() {
+            [handled, expired, widened, assigned, wrapped] => Ok(SweepReport {
+                handled: *handled,
+                expired: *expired,
+                widened: *widened,
+                assigned: *assigned,
+                wrapped: *wrapped,
+            }),
+            other => Err(StateError::Corrupt(format!("sweep reply {other:?}"))),
+        }
+    }
+
+    /// Queue statistics of a center over the sliding window.
+    pub async fn stats(&self, center: &Center, now_ms: i64) -> Result<Stats, StateError> {
+        let inv = self.invoke(&STATS, center, now_ms);
+        let reply: Vec<String> = self.run("stats", "", &inv).await?;
+        let (ready, rest) = reply
+            .split_first()
+            .ok_or_else(|| StateError::Corrupt("empty stats reply".into()))?;
+        let n = |s: &String| s.parse::<u64>().unwrap_or(0);
+        let groups = rest
+            .chunks_exact(7)
+            .filter_map(|c| {
+                let (channel, group) = c[0].split_once(':')?;
+                Some(GroupStats {
+                    channel: channel.parse().unwrap_or(1),
+                    group: group.to_owned(),
+                    waiting: n(&c[1]),
+                    oldest_arrival_ms: c[2].parse::<f64>().unwrap_or(0.0) as i64,
+                    ready: n(&c[3]),
+                    answered: n(&c[4]),
+                    answered_fast: n(&c[5]),
+                    abandoned: n(&c[6]),
+                })
+            })
+            .collect();
+        Ok(Stats {
+            ready_agents: ready.parse().unwrap_or(0),
+            groups,
+        })
+    }
+
+    /// Agents per presence (and `holding`: agents holding contacts).
+    pub async fn agent_counts(&self, center: &Center) -> Result<HashMap<String, i64>, StateError> {
+        let mut conn = self.conn.clone();
+        Ok(conn
+            .hgetall(format!("{}agent_counts", center.prefix))
+            .await?)
     }
 }
 
-/// Parses `{'ok'|'already', status, assigned}` or `{'err', kind, message}`.
-fn status_change(reply: &[String]) -> Result<StatusChange, StateError> {
+fn script_error(reply: &[String]) -> StateError {
     match reply {
-        [tag, status, assigned] if tag == "ok" || tag == "already" => Ok(StatusChange {
-            status: Status::parse(status)?,
-            assigned_call: (!assigned.is_empty()).then(|| assigned.clone()),
-        }),
-        [tag, kind, message] if tag == "err" => Err(match kind.as_str() {
+        [tag, kind, message] if tag == "err" => match kind.as_str() {
             "not_found" => StateError::NotFound(message.clone()),
             "failed_precondition" => StateError::FailedPrecondition(message.clone()),
             other => StateError::Corrupt(format!("script error kind {other}: {message}")),
+        },
+        other => StateError::Corrupt(format!("script reply {other:?}")),
+    }
+}
+
+/// Parses `{'ok'|'already', presence, assigned}` or `{'err', kind, message}`.
+fn status_change(reply: &[String]) -> Result<StatusChange, StateError> {
+    match reply {
+        [tag, status, assigned] if tag == "ok" || tag == "already" => Ok(StatusChange {
+            presence: Presence::parse(status)?,
+            assigned_call: (!assigned.is_empty()).then(|| assigned.clone()),
         }),
-        other => Err(StateError::Corrupt(format!("script reply {other:?}"))),
+        other => Err(script_error(other)),
     }
 }

@@ -1,0 +1,32 @@
+-- An agent's desktop answers an offer: accept or reject.
+-- ARGV: 4 agent id, 5 offer id, 6 'accept'|'reject'.
+local id, offer, action = ARGV[4], ARGV[5], ARGV[6]
+if not redis.call('HGET', akey(id), 'status') then
+  return {'err', 'not_found', 'agent ' .. id .. ' is not logged in'}
+end
+local call, n = string.match(offer, '^(.+):(%d+)$')
+if call == nil then return {'err', 'not_found', 'offer ' .. offer .. ' is unknown'} end
+local c = ckey(call)
+local v = redis.call('HMGET', c, 'status', 'agent_id', 'offer_id', 'ch', 'group', 'queue_wait_ms')
+if not v[1] or num(n) > num(redis.call('HGET', c, 'attempt')) then
+  return {'err', 'not_found', 'offer ' .. offer .. ' is unknown'}
+end
+if v[3] == offer and v[2] ~= id then
+  return {'err', 'failed_precondition', 'offer ' .. offer .. ' was made to another agent'}
+end
+if v[3] == offer and v[1] == 'connected' and action == 'accept' then
+  return {'already', 'connected'}
+end
+if v[3] ~= offer or v[1] ~= 'offered' then
+  return {'err', 'failed_precondition', 'offer ' .. offer .. ' expired or was withdrawn'}
+end
+if action == 'accept' then
+  redis.call('HSET', c, 'status', 'connected', 'connected_ms', now)
+  redis.call('ZREM', DUE, 'offer|' .. call .. '|' .. n)
+  redis.call('HSET', akey(id), 'misses', 0)
+  sl_add('answered', v[4], v[5], call, num(v[6]))
+  return {'ok', 'connected', ''}
+end
+local other = withdraw(call, id)
+fill(id)
+return {'ok', redis.call('HGET', c, 'status'), other or ''}

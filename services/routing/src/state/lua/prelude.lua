@@ -1,0 +1,255 @@
+-- Helpers shared by Rapport's routing scripts (prepended to each script).
+-- Every key of a contact center lives under p = 'rapport:{<center>}:', so all
+-- keys a script touches share one hash slot and the scripts run unchanged on
+-- Redis Cluster. Scripts run atomically: no other command interleaves.
+--
+-- Every script gets ARGV[1] = prefix, ARGV[2] = now (ms, injected so tests
+-- control time), ARGV[3] = the policy numbers below; its own arguments
+-- start at ARGV[4].
+local p = ARGV[1]
+local now = tonumber(ARGV[2])
+local cfg = {}
+do
+  local f = {}
+  for v in string.gmatch(ARGV[3], '[^,]+') do f[#f + 1] = v end
+  cfg.offer_ms = tonumber(f[1])
+  cfg.scan = tonumber(f[2])
+  cfg.max_missed = tonumber(f[3])
+  cfg.wrap_ms = tonumber(f[4])
+  cfg.voice_exclusive = f[5] == '1'
+  cfg.window_ms = tonumber(f[6])
+  cfg.threshold_ms = tonumber(f[7])
+  cfg.ttl = tonumber(f[8])
+  cfg.alpha = tonumber(f[9])
+end
+local VOICE = '1'
+local DUE = p .. 'due'
+local HISTORY = p .. 'history'
+local COUNTS = p .. 'agent_counts'
+local QUEUES = p .. 'queues'
+
+local function num(v) return tonumber(v) or 0 end
+local function akey(id) return p .. 'agent:' .. id end
+local function gkey(id) return p .. 'agent:' .. id .. ':groups' end
+-- Contacts an agent holds: call id -> channel.
+local function hkey(id) return p .. 'agent:' .. id .. ':calls' end
+local function ckey(id) return p .. 'call:' .. id end
+local function qkey(ch, g) return p .. 'queue:' .. ch .. ':' .. g end
+local function ikey(ch, g) return p .. 'idle:' .. ch .. ':' .. g end
+local function tkey(id) return p .. 'task:' .. id end
+
+-- The reservation history (reserve/release per agent), for audits and the
+-- concurrency tests.
+local function record(ev, agent, call)
+  redis.call('XADD', HISTORY, 'MAXLEN', '~', 100000, '*', 'ev', ev, 'agent', agent, 'call', call,
+    'at', now)
+end
+
+-- Presence: logged_out, not_ready, ready, wrap_up; counted per center.
+local function set_presence(id, status)
+  local a = akey(id)
+  local old = redis.call('HGET', a, 'status')
+  if old == status then return end
+  if old then redis.call('HINCRBY', COUNTS, old, -1) end
+  redis.call('HINCRBY', COUNTS, status, 1)
+  redis.call('HSET', a, 'status', status, 'status_since', now)
+  if status == 'ready' then redis.call('HSET', a, 'idle_since', now) end
+end
+
+-- Whether an agent can take one more contact on a channel: ready, a desk
+-- agent, below its capacity, and voice exclusive of everything else.
+local function available(id, ch)
+  local v = redis.call('HMGET', akey(id), 'status', 'field', 'cap:' .. ch, 'load:' .. ch, 'load',
+    'load:' .. VOICE)
+  if v[1] ~= 'ready' or v[2] == '1' then return false end
+  if num(v[4]) >= num(v[3]) then return false end
+  if cfg.voice_exclusive then
+    if ch == VOICE then return num(v[5]) == 0 end
+    return num(v[6]) == 0
+  end
+  return true
+end
+
+-- Brings an agent's idle-index entries in line with `available`: listed in
+-- idle:<ch>:<group> for every group it satisfies iff it can take a contact
+-- on that channel. Every script that changes an agent ends here.
+local function reindex(id)
+  local chans = redis.call('HGET', akey(id), 'chans') or ''
+  local kv = redis.call('HGETALL', gkey(id))
+  for ch in string.gmatch(chans, '[^,]+') do
+    local on = available(id, ch)
+    for i = 1, #kv, 2 do
+      if on then
+        redis.call('ZADD', ikey(ch, kv[i]), kv[i + 1], id)
+      else
+        redis.call('ZREM', ikey(ch, kv[i]), id)
+      end
+    end
+  end
+end
+
+local function sl_add(kind, ch, group, call, wait_ms)
+  local base = p .. 'sl:' .. ch .. ':' .. group
+  redis.call('ZADD', base .. ':' .. kind, now, call)
+  redis.call('ZREMRANGEBYSCORE', base .. ':' .. kind, '-inf', now - cfg.window_ms)
+  if kind == 'answered' and wait_ms <= cfg.threshold_ms then
+    redis.call('ZADD', base .. ':fast', now, call)
+    redis.call('ZREMRANGEBYSCORE', base .. ':fast', '-inf', now - cfg.window_ms)
+  end
+  redis.call('SADD', p .. 'slgroups', ch .. ':' .. group)
+end
+
+local function dequeue(call)
+  local v = redis.call('HMGET', ckey(call), 'ch', 'group')
+  local q = qkey(v[1], v[2])
+  redis.call('ZREM', q, call)
+  if redis.call('ZCARD', q) == 0 then redis.call('SREM', QUEUES, v[1] .. ':' .. v[2]) end
+end
+
+-- Queues a contact in its current group, at its arrival time (so a
+-- re-routed contact keeps its place).
+local function enqueue(call)
+  local c = ckey(call)
+  local v = redis.call('HMGET', c, 'ch', 'group', 'arrived_ms')
+  redis.call('ZADD', qkey(v[1], v[2]), v[3], call)
+  redis.call('SADD', QUEUES, v[1] .. ':' .. v[2])
+  redis.call('HSET', c, 'status', 'queued', 'agent_id', '', 'offer_id', '')
+end
+
+-- Schedules the widening step after `step` (steps: 'group,min,after_ms;…').
+local function schedule_step(call, step)
+  local v = redis.call('HMGET', ckey(call), 'steps', 'arrived_ms')
+  local i = 0
+  for entry in string.gmatch(v[1] or '', '[^;]+') do
+    i = i + 1
+    if i == step + 1 then
+      local _, _, after = string.match(entry, '^([^,]+),([^,]+),([^,]+)$')
+      redis.call('ZADD', DUE, num(v[2]) + num(after), 'step|' .. call .. '|' .. i)
+      return
+    end
+  end
+end
+
+-- Reserves an agent for a contact: the agent's load grows, it leaves the
+-- indexes of channels it is now full on, and an offer with a deadline is
+-- due. Callers have checked availability.
+local function reserve(id, call)
+  local c = ckey(call)
+  local a = akey(id)
+  local ch = redis.call('HGET', c, 'ch') or VOICE
+  redis.call('HSET', hkey(id), call, ch)
+  redis.call('HINCRBY', a, 'load:' .. ch, 1)
+  if redis.call('HINCRBY', a, 'load', 1) == 1 then redis.call('HINCRBY', COUNTS, 'holding', 1) end
+  reindex(id)
+  local n = redis.call('HINCRBY', c, 'attempt', 1)
+  local offer = call .. ':' .. n
+  redis.call('HSET', c, 'status', 'offered', 'agent_id', id, 'offer_id', offer, 'offered_ms', now,
+    'offer_expires_ms', now + cfg.offer_ms, 'queue_wait_ms', now - num(redis.call('HGET', c, 'arrived_ms')))
+  redis.call('ZADD', DUE, now + cfg.offer_ms, 'offer|' .. call .. '|' .. n)
+  record('reserve', id, call)
+  return offer
+end
+
+-- Releases a contact an agent holds. Returns false if it did not hold it.
+-- The caller decides what the agent does next (fill or wrap-up).
+local function release(id, call)
+  local a = akey(id)
+  local ch = redis.call('HGET', hkey(id), call)
+  if not ch then return false end
+  redis.call('HDEL', hkey(id), call)
+  redis.call('HINCRBY', a, 'load:' .. ch, -1)
+  if redis.call('HINCRBY', a, 'load', -1) <= 0 then
+    redis.call('HSET', a, 'load', 0, 'idle_since', now)
+    redis.call('HINCRBY', COUNTS, 'holding', -1)
+  end
+  record('release', id, call)
+  return true
+end
+
+-- The longest-waiting queued contact an agent qualifies for, across its
+-- groups and the channels it has room on; inspects at most cfg.scan
+-- contacts per queue. Reserves it and returns its id.
+local function take_queued(id)
+  local a = akey(id)
+  local v = redis.call('HMGET', a, 'status', 'field', 'chans')
+  if v[1] ~= 'ready' or v[2] == '1' then return nil end
+  local kv = redis.call('HGETALL', gkey(id))
+  local best, best_at
+  for ch in string.gmatch(v[3] or '', '[^,]+') do
+    if available(id, ch) then
+      for i = 1, #kv, 2 do
+        local score = tonumber(kv[i + 1])
+        local q = qkey(ch, kv[i])
+        local entries = redis.call('ZRANGE', q, 0, cfg.scan - 1, 'WITHSCORES')
+        for j = 1, #entries, 2 do
+          local at = tonumber(entries[j + 1])
+          if best_at ~= nil and at >= best_at then break end
+          local c = redis.call('HMGET', ckey(entries[j]), 'min_score', 'skip_agent', 'skip_until')
+          if not c[1] then
+            -- The contact's state expired; drop the stale queue entry.
+            redis.call('ZREM', q, entries[j])
+          elseif score >= tonumber(c[1]) and not (c[2] == id and num(c[3]) > now) then
+            best, best_at = entries[j], at
+            break
+          end
+        end
+      end
+    end
+  end
+  if best == nil then return nil end
+  dequeue(best)
+  reserve(id, best)
+  return best
+end
+
+-- Fills an agent's free capacity from the queues; returns the first
+-- contact taken, if any.
+local function fill(id)
+  local first
+  for _ = 1, 50 do
+    local call = take_queued(id)
+    if call == nil then break end
+    first = first or call
+  end
+  reindex(id)
+  return first
+end
+
+local function make_ready(id)
+  set_presence(id, 'ready')
+  redis.call('HSET', akey(id), 'misses', 0)
+  return fill(id)
+end
+
+-- Offers a queued contact to the best free agent of its current group
+-- (other than `exclude`); returns the agent id.
+local function offer_from_index(call, exclude)
+  local v = redis.call('HMGET', ckey(call), 'ch', 'group', 'min_score')
+  local top = redis.call('ZREVRANGEBYSCORE', ikey(v[1], v[2]), '+inf', v[3], 'LIMIT', 0, 3)
+  for _, id in ipairs(top) do
+    if id ~= exclude and available(id, v[1]) then
+      dequeue(call)
+      reserve(id, call)
+      return id
+    end
+  end
+  return nil
+end
+
+-- An offer that ends without acceptance (expired or rejected): the agent is
+-- released, the contact goes back to its place in the queue and is offered
+-- to the best other free agent; the same agent may take it again after one
+-- offer timeout.
+local function withdraw(call, id)
+  local c = ckey(call)
+  release(id, call)
+  redis.call('ZREM', DUE, 'offer|' .. call .. '|' .. redis.call('HGET', c, 'attempt'))
+  redis.call('HSET', c, 'skip_agent', id, 'skip_until', now + cfg.offer_ms)
+  enqueue(call)
+  local other = offer_from_index(call, id)
+  if other == nil then
+    redis.call('ZADD', DUE, now + cfg.offer_ms, 'retry|' .. call)
+    schedule_step(call, num(redis.call('HGET', c, 'step')))
+  end
+  return other
+end
