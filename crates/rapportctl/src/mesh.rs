@@ -26,6 +26,8 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus}
 pub struct Service {
     pub name: &'static str,
     pub addr: String,
+    /// The admin HTTP address (/metrics, /healthz, /readyz).
+    pub admin: String,
     pub child: Child,
     pub log: PathBuf,
 }
@@ -49,6 +51,8 @@ pub struct MeshOptions {
     pub routing_replicas: usize,
     /// Where logs and the SQLite file go; a temporary directory when None.
     pub workdir: Option<PathBuf>,
+    /// Extra environment for every service (e.g. OTEL_* settings).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for MeshOptions {
@@ -56,6 +60,7 @@ impl Default for MeshOptions {
         Self {
             routing_replicas: 1,
             workdir: None,
+            env: Vec::new(),
         }
     }
 }
@@ -106,26 +111,35 @@ impl Mesh {
             }
         };
         let db = format!("sqlite://{}", dir.path().join("profile.db").display());
+        // Every service gets the extra variables, then its own.
+        let with = |own: &[(&str, &str)]| -> Vec<(String, String)> {
+            options
+                .env
+                .iter()
+                .cloned()
+                .chain(own.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+                .collect()
+        };
         let profile = spawn(
             dir.path(),
             "profile",
-            &[("RAPPORT_DATABASE_URL", db.as_str())],
+            &with(&[("RAPPORT_DATABASE_URL", db.as_str())]),
         )?;
-        let classification = spawn(dir.path(), "classification", &[])?;
+        let classification = spawn(dir.path(), "classification", &with(&[]))?;
         let (profile_url, classification_url) = (profile.url(), classification.url());
         let mut routing = Vec::new();
         for _ in 0..options.routing_replicas.max(1) {
             routing.push(spawn(
                 dir.path(),
                 "routing",
-                &[
+                &with(&[
                     ("RAPPORT_REDIS_URL", redis.url()),
                     ("RAPPORT_PROFILE_URL", profile_url.as_str()),
                     ("RAPPORT_CLASSIFICATION_URL", classification_url.as_str()),
-                ],
+                ]),
             )?);
         }
-        let outreach = spawn(dir.path(), "outreach", &[])?;
+        let outreach = spawn(dir.path(), "outreach", &with(&[]))?;
         let mut mesh = Self {
             redis,
             dir,
@@ -217,9 +231,10 @@ pub async fn connect(url: &str) -> anyhow::Result<Channel> {
 }
 
 /// Spawns `rapport-<name>` on a free loopback port, logging to a file.
-pub fn spawn(dir: &Path, name: &'static str, env: &[(&str, &str)]) -> anyhow::Result<Service> {
+pub fn spawn(dir: &Path, name: &'static str, env: &[(String, String)]) -> anyhow::Result<Service> {
     let bin = workspace_binary(&format!("rapport-{name}"))?;
     let addr = format!("127.0.0.1:{}", rapport_testkit::free_port());
+    let admin = format!("127.0.0.1:{}", rapport_testkit::free_port());
     let log = dir.join(format!("{name}-{}.log", addr.replace([':', '.'], "_")));
     let file = std::fs::File::create(&log).context("failed to create a log file")?;
     let mut cmd = Command::new(bin);
@@ -227,17 +242,19 @@ pub fn spawn(dir: &Path, name: &'static str, env: &[(&str, &str)]) -> anyhow::Re
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("RUST_LOG", "info")
         .env("RAPPORT_LISTEN", &addr)
+        .env("RAPPORT_ADMIN_LISTEN", &admin)
         .env("RAPPORT_SHUTDOWN_GRACE", "3s")
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(file);
-    let vars: HashMap<&str, &str> = env.iter().copied().collect();
+    let vars: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     cmd.envs(vars);
     let child = Child::spawn(&format!("rapport-{name}"), &mut cmd)?;
     Ok(Service {
         name,
         addr,
+        admin,
         child,
         log,
     })

@@ -257,13 +257,41 @@ impl Backend {
 }
 
 /// Forwards a [`Store`] method to whichever backend is in use.
+///
+/// Every store operation is one transaction; this is where each gets its
+/// client span (db.system, db.operation — never customer data) and its
+/// latency in `rapport_profile_store_seconds{operation, backend}`.
 macro_rules! dispatch {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Backend::Sqlite(s) => s.$method($($arg),*).await,
-            Backend::Postgres(p) => p.$method($($arg),*).await,
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {{
+        use tracing::Instrument as _;
+        let system = match $self {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgresql",
+        };
+        let span = tracing::info_span!(
+            "db.query",
+            otel.name = concat!("profile.", stringify!($method)),
+            otel.kind = "client",
+            db.system = system,
+            db.operation = stringify!($method),
+        );
+        let started = std::time::Instant::now();
+        let result = async {
+            match $self {
+                Backend::Sqlite(s) => s.$method($($arg),*).await,
+                Backend::Postgres(p) => p.$method($($arg),*).await,
+            }
         }
-    };
+        .instrument(span)
+        .await;
+        metrics::histogram!(
+            "rapport_profile_store_seconds",
+            "operation" => stringify!($method),
+            "backend" => system
+        )
+        .record(started.elapsed().as_secs_f64());
+        result
+    }};
 }
 
 impl Store for Backend {
