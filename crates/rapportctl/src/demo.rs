@@ -30,6 +30,7 @@ pub async fn run() -> anyhow::Result<()> {
     let mut mesh = Mesh::start(MeshOptions {
         routing_replicas: 1,
         workdir: Some(workdir),
+        env: Vec::new(),
     })
     .await?;
     for service in mesh.services() {
@@ -207,7 +208,7 @@ async fn route(
 ) -> anyhow::Result<pb::RouteDecision> {
     println!("▶ {story}");
     println!("   RouteCall {call_id}: caller {phone}, IVR selection \"{selection}\"");
-    let decision = routing
+    let response = routing
         .route_call(pb::RouteCallRequest {
             call_id: call_id.to_owned(),
             caller_phone: phone.to_owned(),
@@ -215,9 +216,16 @@ async fn route(
             ..Default::default()
         })
         .await
-        .with_context(|| format!("RouteCall {call_id} failed"))?
-        .into_inner();
+        .with_context(|| format!("RouteCall {call_id} failed"))?;
+    let trace_id = response
+        .metadata()
+        .get("x-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let decision = response.into_inner();
     print_decision(&decision);
+    println!("     trace id: {trace_id}\n");
     Ok(decision)
 }
 
@@ -271,5 +279,4 @@ fn print_decision(d: &pb::RouteDecision) {
             }
         );
     }
-    println!();
 }
