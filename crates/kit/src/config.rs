@@ -19,6 +19,15 @@ pub struct ServerArgs {
     #[arg(long = "admin-listen", env = "RAPPORT_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
+    /// Most RPCs served at once across all connections; beyond it calls
+    /// are answered RESOURCE_EXHAUSTED immediately (health checks excepted).
+    #[arg(
+        long = "max-concurrent-requests",
+        env = "RAPPORT_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1024
+    )]
+    pub max_concurrent_requests: usize,
+
     /// How long in-flight RPCs may take to finish after SIGTERM before the
     /// server drops them (e.g. "10s", "500ms").
     #[arg(long = "shutdown-grace", env = "RAPPORT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -32,6 +41,7 @@ impl ServerArgs {
         Self {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            max_concurrent_requests: 1024,
             shutdown_grace: Duration::from_secs(2),
         }
     }

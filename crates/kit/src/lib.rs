@@ -11,6 +11,8 @@
 //!   `grpc_client_*` metrics.
 //! - [`admin`]: the admin HTTP port (/metrics, /healthz, /readyz) and the
 //!   readiness checks that also drive grpc.health.v1.
+//! - [`deadline`]: the caller's deadline (grpc-timeout) carried to every
+//!   outgoing call; [`shed`]: server-wide load shedding.
 //! - [`shutdown`]: SIGTERM/SIGINT as a future.
 //! - [`client`]: lazily connected channels to other services.
 //! - [`phone`]: E.164 normalization (the `phonenumber` crate), one
@@ -22,9 +24,11 @@
 pub mod admin;
 pub mod client;
 pub mod config;
+pub mod deadline;
 pub mod observe;
 pub mod phone;
 pub mod server;
+pub mod shed;
 pub mod shutdown;
 pub mod status;
 pub mod validate;

@@ -156,6 +156,18 @@ where
             }
             span
         };
+        let deadline = match side {
+            Side::Server => request
+                .headers()
+                .get("grpc-timeout")
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::deadline::parse_grpc_timeout)
+                .map(|t| Instant::now() + t),
+            Side::Client => {
+                crate::deadline::apply_to(request.headers_mut());
+                None
+            }
+        };
         let trace_id = match side {
             Side::Server => span
                 .in_scope(rapport_telemetry::current_trace_id)
@@ -174,7 +186,8 @@ where
         )
         .increment(1);
         let started = Instant::now();
-        let future = self.inner.call(request).instrument(span.clone());
+        let future =
+            crate::deadline::scope(deadline, self.inner.call(request)).instrument(span.clone());
         Box::pin(async move {
             let result = future.await;
             let (code_number, code) = match &result {

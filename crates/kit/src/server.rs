@@ -10,6 +10,7 @@ use crate::admin::Readiness;
 pub use crate::admin::Severity;
 use crate::config::ServerArgs;
 use crate::observe::ObserveLayer;
+use crate::shed::ShedLayer;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -37,6 +38,7 @@ pub struct GrpcServer {
     services: Vec<&'static str>,
     health: HealthReporter,
     grace: Duration,
+    max_concurrent: usize,
 }
 
 impl GrpcServer {
@@ -70,6 +72,7 @@ impl GrpcServer {
             services: Vec::new(),
             health,
             grace: args.shutdown_grace,
+            max_concurrent: args.max_concurrent_requests,
         })
     }
 
@@ -127,6 +130,7 @@ impl GrpcServer {
             services,
             health,
             grace,
+            max_concurrent,
         } = self;
 
         let reflection_v1 = reflection(&services)
@@ -169,7 +173,11 @@ impl GrpcServer {
             let _ = admin_stop.changed().await;
         }));
 
-        let stack = tower::ServiceBuilder::new().layer(ObserveLayer::server());
+        // Observe first, so shed calls are traced and counted with their
+        // RESOURCE_EXHAUSTED code.
+        let stack = tower::ServiceBuilder::new()
+            .layer(ObserveLayer::server())
+            .layer(ShedLayer::new(max_concurrent));
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serve = tonic::transport::Server::builder()
             .tcp_nodelay(true)

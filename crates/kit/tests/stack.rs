@@ -1,0 +1,172 @@
+//! The kit's server stack against real servers: load shedding answers
+//! RESOURCE_EXHAUSTED at once (health checks still pass), and a caller's
+//! deadline travels to the next hop as grpc-timeout.
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use rapport_kit::config::ServerArgs;
+use rapport_kit::server::GrpcServer;
+use rapport_proto as pb;
+use rapport_proto::classification_service_client::ClassificationServiceClient;
+use rapport_proto::classification_service_server::{
+    ClassificationService, ClassificationServiceServer,
+};
+use tonic::{Request, Response, Status};
+
+/// A test double: sleeps, then answers with the grpc-timeout it received
+/// (in `policy_version`), or forwards to `next` first.
+struct Slow {
+    delay: Duration,
+    next: Option<rapport_kit::client::Channel>,
+}
+
+#[tonic::async_trait]
+impl ClassificationService for Slow {
+    async fn classify(
+        &self,
+        request: Request<pb::ClassifyRequest>,
+    ) -> Result<Response<pb::Classification>, Status> {
+        let received = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        tokio::time::sleep(self.delay).await;
+        if let Some(next) = &self.next {
+            let mut client = ClassificationServiceClient::new(next.clone());
+            return client.classify(pb::ClassifyRequest::default()).await;
+        }
+        Ok(Response::new(pb::Classification {
+            policy_version: received,
+            ..Default::default()
+        }))
+    }
+
+    type ClassifyStreamStream =
+        Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Classification, Status>> + Send>>;
+    async fn classify_stream(
+        &self,
+        _: Request<tonic::Streaming<pb::ClassifyStreamRequest>>,
+    ) -> Result<Response<Self::ClassifyStreamStream>, Status> {
+        Err(Status::unimplemented("test double"))
+    }
+}
+
+async fn start(args: ServerArgs, service: Slow) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let server = GrpcServer::bind(&args, 0)
+        .await
+        .expect("binds")
+        .add_service(ClassificationServiceServer::new(service));
+    let url = format!("http://{}", server.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.serve(async {
+        let _ = stopped.await;
+    }));
+    (url, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excess_calls_are_shed_at_once_but_health_is_not() {
+    let mut args = ServerArgs::ephemeral();
+    args.max_concurrent_requests = 2;
+    let (url, _stop) = start(
+        args,
+        Slow {
+            delay: Duration::from_millis(500),
+            next: None,
+        },
+    )
+    .await;
+    let channel = tonic::transport::Channel::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
+
+    let started = Instant::now();
+    let calls = (0..6).map(|_| {
+        let mut client = ClassificationServiceClient::new(channel.clone());
+        async move {
+            let result = client.classify(pb::ClassifyRequest::default()).await;
+            (result.map(|_| ()).map_err(|s| s.code()), started.elapsed())
+        }
+    });
+    let health = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .map(|r| r.into_inner().status)
+    };
+    let (results, health) = tokio::join!(futures::future::join_all(calls), health);
+    let served = results.iter().filter(|(r, _)| r.is_ok()).count();
+    let shed: Vec<_> = results
+        .iter()
+        .filter(|(r, _)| *r == Err(tonic::Code::ResourceExhausted))
+        .collect();
+    assert_eq!(served, 2, "{results:?}");
+    assert_eq!(shed.len(), 4, "{results:?}");
+    for (_, elapsed) in shed {
+        assert!(
+            *elapsed < Duration::from_millis(400),
+            "shed at once, not after queueing: {elapsed:?}"
+        );
+    }
+    assert_eq!(
+        health.expect("health answers during overload"),
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_deadline_reaches_the_next_hop() {
+    let (last, _stop_last) = start(
+        ServerArgs::ephemeral(),
+        Slow {
+            delay: Duration::ZERO,
+            next: None,
+        },
+    )
+    .await;
+    // The middle hop's client allows 30 s; the caller's 800 ms must win.
+    let next =
+        rapport_kit::client::channel("last", &last, Duration::from_secs(30)).expect("channel");
+    let (middle, _stop_middle) = start(
+        ServerArgs::ephemeral(),
+        Slow {
+            delay: Duration::from_millis(100),
+            next: Some(next),
+        },
+    )
+    .await;
+    let channel = tonic::transport::Channel::from_shared(middle)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
+    let mut client = ClassificationServiceClient::new(channel);
+    let mut request = Request::new(pb::ClassifyRequest::default());
+    request.set_timeout(Duration::from_millis(800));
+    let reply = client
+        .classify(request)
+        .await
+        .expect("answers")
+        .into_inner();
+    let received =
+        rapport_kit::deadline::parse_grpc_timeout(&reply.policy_version).unwrap_or_else(|| {
+            panic!(
+                "no grpc-timeout reached the last hop: {:?}",
+                reply.policy_version
+            )
+        });
+    assert!(
+        received <= Duration::from_millis(700),
+        "the 100 ms spent in the middle hop is deducted: {received:?}"
+    );
+    assert!(received > Duration::from_millis(300), "{received:?}");
+}
