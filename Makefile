@@ -22,6 +22,12 @@ test: ## Run every test (unit, Redis/SQL integration, end-to-end), hermetic
 	@scripts/ensure-deps.sh redis postgres
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	@$(MAKE) --no-print-directory helm-check
+
+.PHONY: helm-check
+helm-check: ## Helm chart offline: lint, render, Kubernetes schemas, env/ports vs the binaries, bad values refused
+	$(CARGO) build --workspace --bins
+	python3 scripts/helm-check.py
 
 .PHONY: fmt
 fmt: ## Format the code
