@@ -233,7 +233,6 @@ def otel_envs() -> set[str]:
 # ---------------------------------------------------------------- consistency
 def consistency(name: str, docs: list[dict], accepted: dict[str, set[str]], otel: set[str],
                 ctl_flags: set[str]) -> None:
-    fullname = RELEASE
     by_kind: dict[str, dict[str, dict]] = {}
     for d in docs:
         by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
@@ -245,6 +244,7 @@ def consistency(name: str, docs: list[dict], accepted: dict[str, set[str]], otel
             fail(f"{name}: Deployment {dep_name} has unknown component {comp!r}")
             continue
         seen.add(comp)
+        fullname = dep_name.removesuffix(f"-{comp}")
         ident = f"{name}: {comp}"
         pod = dep["spec"]["template"]["spec"]
         (c,) = pod["containers"]
@@ -356,6 +356,7 @@ def consistency(name: str, docs: list[dict], accepted: dict[str, set[str]], otel
     if seen != set(SERVICES):
         fail(f"{name}: Deployments for {sorted(seen)}, want {sorted(SERVICES)}")
     # SQLite: exactly one profile replica
+    fullname = next((n.removesuffix("-profile") for n in by_kind.get("Deployment", {}) if n.endswith("-profile")), RELEASE)
     prof = by_kind.get("Deployment", {}).get(f"{fullname}-profile")
     if prof:
         env = {e["name"]: e for e in prof["spec"]["template"]["spec"]["containers"][0]["env"]}
