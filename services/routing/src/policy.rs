@@ -132,9 +132,9 @@ pub struct Patience {
     pub service_level_threshold_s: u32,
     /// Sliding window of service level and service rate, seconds.
     pub window_s: u64,
-    /// Estimated seconds per queue position when the group served nobody
-    /// recently.
-    pub ewt_default_s: u32,
+    /// Contacts a group must have answered in the window before its wait is
+    /// estimated; with fewer there is no evidence and no callback offer.
+    pub ewt_min_answered: u32,
     /// Callback windows offered, minutes from now: [start, end] pairs.
     pub callback_windows_min: Vec<[u32; 2]>,
 }
@@ -340,10 +340,10 @@ impl RoutingPolicy {
         if !(60..=86_400).contains(&p.window_s) {
             return Err(invalid("patience.window_s".into(), "must be in 60..=86400"));
         }
-        if !(1..=3600).contains(&p.ewt_default_s) {
+        if !(1..=1000).contains(&p.ewt_min_answered) {
             return Err(invalid(
-                "patience.ewt_default_s".into(),
-                "must be in 1..=3600",
+                "patience.ewt_min_answered".into(),
+                "must be in 1..=1000",
             ));
         }
         if p.callback_windows_min.is_empty()

@@ -139,8 +139,7 @@ impl Routing {
     }
 
     /// Estimated wait for queue position `position`, from the group's
-    /// recent service rate (answered contacts over the window), or the
-    /// policy default per position when it served nobody recently.
+    /// recent service rate; None without enough evidence.
     async fn ewt(
         &self,
         center: &Center,
@@ -148,14 +147,17 @@ impl Routing {
         group: &str,
         position: u64,
         now: i64,
-    ) -> Result<u32, Status> {
-        let (answered, first_ms) = self.state.service_rate(center, channel, group, now).await?;
-        let per_position_ms = if answered >= 2 {
-            ((now - first_ms).max(60_000) as f64 / answered as f64) as u64
-        } else {
-            u64::from(self.policy.patience.ewt_default_s) * 1000
-        };
-        Ok(((position * per_position_ms) / 1000).min(u64::from(u32::MAX)) as u32)
+    ) -> Result<Option<u32>, Status> {
+        estimate(
+            &self.state,
+            &self.policy,
+            center,
+            channel,
+            group,
+            position,
+            now,
+        )
+        .await
     }
 
     fn callback_offer(&self, ewt: u32, patience: u32, now: i64) -> pb::CallbackOffer {
@@ -201,6 +203,29 @@ impl Routing {
             tracing::warn!(call_id = %call.get("call_id"), code = ?status.code(), "failed to record the contact in profile");
         }
     }
+}
+
+/// Estimated wait for queue position `position` from the group's service
+/// rate over the window (answered contacts per elapsed time since the first
+/// of them, at least 60 s), or None when the group answered fewer than the
+/// policy's minimum.
+async fn estimate(
+    state: &LiveState,
+    policy: &RoutingPolicy,
+    center: &Center,
+    channel: i32,
+    group: &str,
+    position: u64,
+    now: i64,
+) -> Result<Option<u32>, Status> {
+    let (answered, first_ms) = state.service_rate(center, channel, group, now).await?;
+    if answered < u64::from(policy.patience.ewt_min_answered) || answered == 0 {
+        return Ok(None);
+    }
+    let per_position_ms = (now - first_ms).max(60_000) as f64 / answered as f64;
+    Ok(Some(
+        (position as f64 * per_position_ms / 1000.0).min(f64::from(u32::MAX)) as u32,
+    ))
 }
 
 /// The decision for a queued contact handed to an agent that turned ready.
@@ -725,12 +750,16 @@ impl pb::routing_service_server::RoutingService for Routing {
                         .ewt(&input.center, channel, &group_key, position, now)
                         .await?;
                     decision.queue_position = position as u32;
-                    decision.estimated_wait_s = ewt;
+                    decision.estimated_wait_s = ewt.unwrap_or(0);
                     reasons.push(format!(
-                        "no free {label} agent with {} ≥ {min_score:.1}; queued at position {position} in {group_key}, estimated wait {ewt} s",
-                        group.skill
+                        "no free {label} agent with {} ≥ {min_score:.1}; queued at position {position} in {group_key}, {}",
+                        group.skill,
+                        match ewt {
+                            Some(s) => format!("estimated wait {s} s from the recent service rate"),
+                            None => "wait not estimated (too few answers in the window)".to_owned(),
+                        }
                     ));
-                    if patience_s > 0 && ewt > patience_s {
+                    if let Some(ewt) = ewt.filter(|e| patience_s > 0 && *e > patience_s) {
                         decision.outcome = pb::RouteOutcome::CallbackOffered as i32;
                         decision.callback = Some(self.callback_offer(ewt, patience_s, now));
                         reasons.push(format!(
@@ -1458,16 +1487,17 @@ impl Watcher {
             state: None,
         };
         if let Some(position) = call.queue_position {
-            let (answered, first) = self
-                .state
-                .service_rate(center, call.channel(), call.get("group"), now)
-                .await?;
-            let per = if answered >= 2 {
-                ((now - first).max(60_000) as f64 / answered as f64) as u64
-            } else {
-                u64::from(self.policy.patience.ewt_default_s) * 1000
-            };
-            update.estimated_wait_s = (position * per / 1000) as u32;
+            let ewt = estimate(
+                &self.state,
+                &self.policy,
+                center,
+                call.channel(),
+                call.get("group"),
+                position,
+                now,
+            )
+            .await?;
+            update.estimated_wait_s = ewt.unwrap_or(0);
             let patience: u32 = call.get("patience_s").parse().unwrap_or(0);
             if patience > 0 && update.estimated_wait_s > patience {
                 update.callback = Some(pb::CallbackOffer {
