@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use rapport_proto as pb;
 
 use crate::model::{
-    CampaignExposure, Contact, Customer, Event, HistorySummary, Profile, Tag, WaitEvidence,
+    CampaignExposure, CareNote, Change, Contact, Customer, CustomerExport, Event, HistorySummary,
+    Profile, Tag, WaitEvidence,
 };
 
 pub(crate) fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
@@ -136,7 +137,7 @@ fn wait(w: WaitEvidence) -> pb::WaitEvidence {
     }
 }
 
-fn event(e: Event) -> pb::CustomerEvent {
+pub(crate) fn event(e: Event) -> pb::CustomerEvent {
     pb::CustomerEvent {
         event_id: e.event_id,
         kind: e.kind,
@@ -145,7 +146,7 @@ fn event(e: Event) -> pb::CustomerEvent {
     }
 }
 
-fn campaign(c: CampaignExposure) -> pb::CampaignExposure {
+pub(crate) fn campaign(c: CampaignExposure) -> pb::CampaignExposure {
     pb::CampaignExposure {
         campaign_id: c.campaign_id,
         title: c.title,
@@ -172,5 +173,39 @@ fn summary(s: HistorySummary) -> pb::HistorySummary {
         recent_events: s.recent_events.into_iter().map(event).collect(),
         recent_campaigns: s.recent_campaigns.into_iter().map(campaign).collect(),
         affinity_agent_ids: s.affinity_agent_ids,
+    }
+}
+
+pub(crate) fn care_note(n: CareNote) -> pb::CareNote {
+    pb::CareNote {
+        note_id: n.note_id,
+        customer_id: n.customer_id,
+        contact_id: n.contact_id,
+        author: n.author,
+        text: n.text,
+        topics: n.topics,
+        added_tags: n.added_tags.into_iter().map(tag).collect(),
+        created_at: Some(timestamp(n.created_at)),
+    }
+}
+
+pub(crate) fn change(c: Change) -> pb::ProfileChange {
+    pb::ProfileChange {
+        // The change id is the token: resuming is `WHERE change_id > token`.
+        resume_token: c.change_id.to_string(),
+        customer_id: c.customer_id,
+        kind: c.kind as i32,
+        at: Some(timestamp(c.at)),
+        ref_id: c.ref_id,
+    }
+}
+
+pub(crate) fn export(x: CustomerExport) -> pb::CustomerExport {
+    pb::CustomerExport {
+        customer: Some(customer(x.customer)),
+        contacts: x.contacts.into_iter().map(contact).collect(),
+        care_notes: x.care_notes.into_iter().map(care_note).collect(),
+        events: x.events.into_iter().map(event).collect(),
+        campaigns: x.campaigns.into_iter().map(campaign).collect(),
     }
 }

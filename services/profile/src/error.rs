@@ -23,6 +23,11 @@ impl From<StoreError> for Status {
             StoreError::PhoneTaken { index } => Status::already_exists(format!(
                 "customer.phones[{index}].number: owned by another customer"
             )),
+            StoreError::StaleVersion { current } => Status::aborted(format!(
+                "expected_version: the customer was changed meanwhile and is at version \
+                 {current}; read it again and reapply the change"
+            )),
+            StoreError::BatchRow { source, .. } => Status::from(*source),
             StoreError::Contention(ref source) => {
                 tracing::warn!(error = %status::ErrorChain(source), "profile write contention");
                 Status::aborted("concurrent write to the same data; retry")
@@ -49,6 +54,7 @@ mod tests {
         assert_eq!(code(StoreError::CustomerNotFound), Code::NotFound);
         assert_eq!(code(StoreError::TagNotFound), Code::NotFound);
         assert_eq!(code(StoreError::CustomerExists), Code::AlreadyExists);
+        assert_eq!(code(StoreError::StaleVersion { current: 3 }), Code::Aborted);
         assert_eq!(
             code(StoreError::Contention(sqlx::Error::PoolTimedOut)),
             Code::Aborted

@@ -1,43 +1,53 @@
 //! The gRPC surface of the profile service: validate the request, call the
 //! store once (one transaction), convert the answer.
 //!
-//! The RPCs of the mesh issue are implemented; the rest of the contract
-//! belongs to the profile-service issue and answers UNIMPLEMENTED until it
-//! lands, never a made-up result. Logs name customers by id only, never by
-//! phone number or name.
+//! Every RPC is one store call, so one transaction: on any error nothing of
+//! it remains. The two streams (ExportProfiles, WatchChanges) read page by
+//! page with keyset cursors, each page its own read transaction. Logs name
+//! customers by id only, never by phone number or name.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use rapport_proto as pb;
+use tokio::sync::Notify;
 use tonic::{Request, Response, Status};
 
 use crate::store::Store;
 use crate::{convert, validate};
 use rapport_kit::phone::Region;
 
+/// Changes read from the outbox per query of a WatchChanges stream.
+const CHANGE_BATCH: u32 = 500;
+/// How often an idle WatchChanges stream looks for changes written by
+/// other replicas (its own replica's writes wake it at once).
+const CHANGE_POLL: Duration = Duration::from_millis(200);
+
 /// The ProfileService implementation over any [`Store`].
 pub(crate) struct ProfileApi<S> {
     store: S,
     region: Region,
+    /// Woken after every write, so change streams of this replica need not
+    /// wait for their next poll.
+    changed: Arc<Notify>,
 }
 
-impl<S: Store> ProfileApi<S> {
+impl<S: Store + Clone> ProfileApi<S> {
     pub(crate) fn new(store: S, region: Region) -> Self {
-        Self { store, region }
+        Self {
+            store,
+            region,
+            changed: Arc::new(Notify::new()),
+        }
     }
-}
-
-fn pending(rpc: &str) -> Status {
-    Status::unimplemented(format!(
-        "ProfileService.{rpc} is not implemented yet (profile service issue)"
-    ))
 }
 
 type Stream<T> = Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<S: Store> pb::profile_service_server::ProfileService for ProfileApi<S> {
+impl<S: Store + Clone> pb::profile_service_server::ProfileService for ProfileApi<S> {
     async fn get_profile(
         &self,
         request: Request<pb::GetProfileRequest>,
@@ -65,6 +75,7 @@ impl<S: Store> pb::profile_service_server::ProfileService for ProfileApi<S> {
         let now = Utc::now();
         let input = validate::customer(request.get_ref().customer.as_ref(), self.region, now)?;
         let customer = self.store.upsert_customer(&input, now).await?;
+        self.changed.notify_waiters();
         tracing::debug!(
             customer_id = %customer.customer_id,
             version = customer.version,
@@ -80,15 +91,30 @@ impl<S: Store> pb::profile_service_server::ProfileService for ProfileApi<S> {
         let now = Utc::now();
         let input = validate::customer(request.get_ref().customer.as_ref(), self.region, now)?;
         let customer = self.store.create_customer(&input, now).await?;
+        self.changed.notify_waiters();
         tracing::debug!(customer_id = %customer.customer_id, "customer created");
         Ok(Response::new(convert::customer(customer)))
     }
 
     async fn update_customer(
         &self,
-        _: Request<pb::UpdateCustomerRequest>,
+        request: Request<pb::UpdateCustomerRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        Err(pending("UpdateCustomer"))
+        let now = Utc::now();
+        let req = request.into_inner();
+        let patch = validate::update(&req, self.region, now)?;
+        let customer = self
+            .store
+            .update_customer(&patch.values.customer_id, req.expected_version, &patch, now)
+            .await?;
+        self.changed.notify_waiters();
+        tracing::debug!(
+            customer_id = %customer.customer_id,
+            version = customer.version,
+            fields = patch.fields.len(),
+            "customer updated"
+        );
+        Ok(Response::new(convert::customer(customer)))
     }
 
     async fn add_tags(
@@ -100,6 +126,7 @@ impl<S: Store> pb::profile_service_server::ProfileService for ProfileApi<S> {
         validate::customer_id(&req.customer_id)?;
         let tags = validate::new_tags(&req.tags, now)?;
         let stored = self.store.add_tags(&req.customer_id, &tags, now).await?;
+        self.changed.notify_waiters();
         Ok(Response::new(pb::AddTagsResponse {
             tags: stored.into_iter().map(convert::tag).collect(),
         }))
@@ -115,6 +142,7 @@ impl<S: Store> pb::profile_service_server::ProfileService for ProfileApi<S> {
         self.store
             .remove_tag(&req.customer_id, &req.tag_id, Utc::now())
             .await?;
+        self.changed.notify_waiters();
         Ok(Response::new(pb::RemoveTagResponse {}))
     }
 
@@ -130,6 +158,7 @@ impl<S: Store> pb::profile_service_server::ProfileService for ProfileApi<S> {
             .store
             .record_contact(&req.customer_id, &contact, now)
             .await?;
+        self.changed.notify_waiters();
         tracing::debug!(
             customer_id = %req.customer_id,
             contact_id = %contact.contact_id,
@@ -141,82 +170,258 @@ impl<S: Store> pb::profile_service_server::ProfileService for ProfileApi<S> {
 
     async fn list_contacts(
         &self,
-        _: Request<pb::ListContactsRequest>,
+        request: Request<pb::ListContactsRequest>,
     ) -> Result<Response<pb::ListContactsResponse>, Status> {
-        Err(pending("ListContacts"))
+        let req = request.into_inner();
+        validate::customer_id(&req.customer_id)?;
+        let size = validate::page_size(req.page_size)?;
+        let after = validate::contact_cursor(&req.page_token)?;
+        // One more than the page tells whether another page follows.
+        let mut contacts = self
+            .store
+            .list_contacts(&req.customer_id, after.as_ref(), size + 1)
+            .await?;
+        let more = contacts.len() > size as usize;
+        contacts.truncate(size as usize);
+        let next_page_token = match contacts.last() {
+            Some(last) if more => validate::contact_token(last),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListContactsResponse {
+            contacts: contacts.into_iter().map(convert::contact).collect(),
+            next_page_token,
+        }))
     }
 
     async fn add_care_note(
         &self,
-        _: Request<pb::AddCareNoteRequest>,
+        request: Request<pb::AddCareNoteRequest>,
     ) -> Result<Response<pb::CareNote>, Status> {
-        Err(pending("AddCareNote"))
+        let now = Utc::now();
+        let note = validate::care_note(request.get_ref().note.as_ref(), now)?;
+        let stored = self.store.add_care_note(&note, now).await?;
+        self.changed.notify_waiters();
+        tracing::debug!(
+            customer_id = %stored.customer_id,
+            note_id = %stored.note_id,
+            tags = stored.added_tags.len(),
+            "care note added"
+        );
+        Ok(Response::new(convert::care_note(stored)))
     }
 
     async fn set_preferences(
         &self,
-        _: Request<pb::SetPreferencesRequest>,
+        request: Request<pb::SetPreferencesRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        Err(pending("SetPreferences"))
+        let req = request.into_inner();
+        validate::customer_id(&req.customer_id)?;
+        let Some(given) = req.preferences.as_ref() else {
+            return Err(
+                rapport_kit::validate::FieldError::new("preferences", "must be set").into(),
+            );
+        };
+        let preferences = validate::preferences("preferences", Some(given))?;
+        let customer = self
+            .store
+            .set_preferences(&req.customer_id, &preferences, Utc::now())
+            .await?;
+        self.changed.notify_waiters();
+        Ok(Response::new(convert::customer(customer)))
     }
 
     async fn set_consent(
         &self,
-        _: Request<pb::SetConsentRequest>,
+        request: Request<pb::SetConsentRequest>,
     ) -> Result<Response<pb::Customer>, Status> {
-        Err(pending("SetConsent"))
+        let now = Utc::now();
+        let req = request.into_inner();
+        validate::customer_id(&req.customer_id)?;
+        let Some(given) = req.consent.as_ref() else {
+            return Err(rapport_kit::validate::FieldError::new("consent", "must be set").into());
+        };
+        let consent = validate::consent("consent", Some(given), now)?;
+        let customer = self
+            .store
+            .set_consent(&req.customer_id, &consent, now)
+            .await?;
+        self.changed.notify_waiters();
+        Ok(Response::new(convert::customer(customer)))
     }
 
     async fn record_event(
         &self,
-        _: Request<pb::RecordEventRequest>,
+        request: Request<pb::RecordEventRequest>,
     ) -> Result<Response<pb::CustomerEvent>, Status> {
-        Err(pending("RecordEvent"))
+        let now = Utc::now();
+        let req = request.into_inner();
+        validate::customer_id(&req.customer_id)?;
+        let event = validate::event(req.event.as_ref(), now)?;
+        let stored = self
+            .store
+            .record_event(&req.customer_id, &event, now)
+            .await?;
+        self.changed.notify_waiters();
+        Ok(Response::new(convert::event(stored)))
     }
 
     async fn record_campaign_exposure(
         &self,
-        _: Request<pb::RecordCampaignExposureRequest>,
+        request: Request<pb::RecordCampaignExposureRequest>,
     ) -> Result<Response<pb::CampaignExposure>, Status> {
-        Err(pending("RecordCampaignExposure"))
+        let now = Utc::now();
+        let req = request.into_inner();
+        validate::customer_id(&req.customer_id)?;
+        let exposure = validate::exposure(req.exposure.as_ref(), now)?;
+        self.store
+            .record_campaign_exposure(&req.customer_id, &exposure, now)
+            .await?;
+        self.changed.notify_waiters();
+        Ok(Response::new(convert::campaign(exposure)))
     }
 
     async fn search_customers(
         &self,
-        _: Request<pb::SearchCustomersRequest>,
+        request: Request<pb::SearchCustomersRequest>,
     ) -> Result<Response<pb::SearchCustomersResponse>, Status> {
-        Err(pending("SearchCustomers"))
+        let req = request.into_inner();
+        let filter = validate::search(&req)?;
+        let size = validate::page_size(req.page_size)?;
+        let after = validate::customer_cursor(&req.page_token)?;
+        let mut customers = self
+            .store
+            .search_customers(&filter, after.as_deref(), size + 1, Utc::now())
+            .await?;
+        let more = customers.len() > size as usize;
+        customers.truncate(size as usize);
+        let next_page_token = match customers.last() {
+            Some(last) if more => validate::customer_token(&last.customer_id),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::SearchCustomersResponse {
+            customers: customers.into_iter().map(convert::customer).collect(),
+            next_page_token,
+        }))
     }
 
     type ExportProfilesStream = Stream<pb::ProfileView>;
 
     async fn export_profiles(
         &self,
-        _: Request<pb::ExportProfilesRequest>,
+        request: Request<pb::ExportProfilesRequest>,
     ) -> Result<Response<Self::ExportProfilesStream>, Status> {
-        Err(pending("ExportProfiles"))
+        let batch = validate::export_batch(request.get_ref().batch_size)?;
+        let store = self.store.clone();
+        // Two batches in flight at most: the store reads the next page
+        // while the client drains this one, and a slow client slows the
+        // reads instead of filling memory.
+        let (tx, rx) = tokio::sync::mpsc::channel(2 * batch as usize);
+        tokio::spawn(async move {
+            let mut after: Option<String> = None;
+            loop {
+                let page = match store
+                    .export_profiles(after.as_deref(), batch, Utc::now())
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+                let last_page = page.len() < batch as usize;
+                after = page.last().map(|p| p.customer.customer_id.clone());
+                for profile in page {
+                    if tx.send(Ok(convert::profile(profile))).await.is_err() {
+                        return; // The client went away.
+                    }
+                }
+                if last_page {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     type WatchChangesStream = Stream<pb::ProfileChange>;
 
     async fn watch_changes(
         &self,
-        _: Request<pb::WatchChangesRequest>,
+        request: Request<pb::WatchChangesRequest>,
     ) -> Result<Response<Self::WatchChangesStream>, Status> {
-        Err(pending("WatchChanges"))
+        let req = request.into_inner();
+        let mut after = validate::resume_token(&req.resume_token)?;
+        let stop_at_end = req.stop_at_end;
+        let store = self.store.clone();
+        let changed = std::sync::Arc::clone(&self.changed);
+        let (tx, rx) = tokio::sync::mpsc::channel(CHANGE_BATCH as usize);
+        tokio::spawn(async move {
+            loop {
+                // Registered before reading, so a write that lands between
+                // the read and the wait still wakes us.
+                let notified = changed.notified();
+                let batch = match store.changes_after(after, CHANGE_BATCH).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+                if batch.is_empty() {
+                    if stop_at_end {
+                        return;
+                    }
+                    // Writes through this replica wake us at once; those of
+                    // other replicas are seen on the next poll.
+                    tokio::select! {
+                        () = notified => {}
+                        () = tokio::time::sleep(CHANGE_POLL) => {}
+                        () = tx.closed() => return,
+                    }
+                    continue;
+                }
+                for change in batch {
+                    after = change.change_id;
+                    if tx.send(Ok(convert::change(change))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn erase_customer(
         &self,
-        _: Request<pb::EraseCustomerRequest>,
+        request: Request<pb::EraseCustomerRequest>,
     ) -> Result<Response<pb::EraseCustomerResponse>, Status> {
-        Err(pending("EraseCustomer"))
+        let req = request.into_inner();
+        validate::customer_id(&req.customer_id)?;
+        let rows_removed = self
+            .store
+            .erase_customer(&req.customer_id, Utc::now())
+            .await?;
+        self.changed.notify_waiters();
+        tracing::info!(customer_id = %req.customer_id, rows_removed, "customer erased");
+        Ok(Response::new(pb::EraseCustomerResponse { rows_removed }))
     }
 
     async fn export_customer(
         &self,
-        _: Request<pb::ExportCustomerRequest>,
+        request: Request<pb::ExportCustomerRequest>,
     ) -> Result<Response<pb::CustomerExport>, Status> {
-        Err(pending("ExportCustomer"))
+        let req = request.into_inner();
+        validate::customer_id(&req.customer_id)?;
+        let export = self
+            .store
+            .export_customer(&req.customer_id, Utc::now())
+            .await?;
+        tracing::info!(customer_id = %req.customer_id, "customer data exported");
+        Ok(Response::new(convert::export(export)))
     }
 }

@@ -13,8 +13,10 @@ use rapport_kit::validate::{self as v, FieldError};
 use rapport_proto as pb;
 
 use crate::model::{
-    Channel, Consent, Contact, ContactOutcome, ContactWindow, CustomerInput, Direction, Need,
-    NeedWeight, NewTag, PhoneInput, Preferences, PublicInfluence, TagKind, Weekday,
+    CampaignExposure, Channel, Consent, Contact, ContactCursor, ContactOutcome, ContactWindow,
+    CustomerField, CustomerInput, CustomerPatch, Direction, Need, NeedWeight, NewCareNote,
+    NewEvent, NewTag, PhoneInput, Preferences, PublicInfluence, SearchFilter, TagKind, ValueTier,
+    Weekday,
 };
 use rapport_kit::phone::{self, E164, Region};
 
@@ -39,7 +41,20 @@ pub(crate) mod max {
     pub const TAGS: usize = 50;
     /// Contact windows per customer.
     pub const WINDOWS: usize = 28;
+    pub const EVENT_DETAIL: usize = 500;
+    pub const CAMPAIGN_TITLE: usize = 200;
+    /// Topics per care note, and characters per topic.
+    pub const TOPICS: usize = 20;
+    pub const TOPIC: usize = 64;
+    /// Page sizes (ListContacts, SearchCustomers) and export batches.
+    pub const PAGE_SIZE: u32 = 200;
+    pub const EXPORT_BATCH: u32 = 1_000;
 }
+
+/// Page size when the request leaves it at 0.
+pub(crate) const DEFAULT_PAGE_SIZE: u32 = 50;
+/// Export batch when the request leaves it at 0.
+pub(crate) const DEFAULT_EXPORT_BATCH: u32 = 200;
 
 /// How far in the future a contact may start: clocks of the recording
 /// service and ours differ a little, but a contact cannot be from tomorrow.
@@ -477,6 +492,294 @@ pub(crate) fn contact(
         compensation_asked: c.compensation_asked,
         compensation_granted: c.compensation_granted,
         notes: c.notes.clone(),
+    })
+}
+
+/// A page size: 0 means the default, above `max::PAGE_SIZE` is refused.
+pub(crate) fn page_size(value: u32) -> Result<u32, FieldError> {
+    match value {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        1..=max::PAGE_SIZE => Ok(value),
+        _ => Err(FieldError::new(
+            "page_size",
+            format!("must be at most {}", max::PAGE_SIZE),
+        )),
+    }
+}
+
+/// Page tokens are hex so they stay opaque and survive any transport.
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(field: &str, s: &str) -> Result<String, FieldError> {
+    let bad = || FieldError::new(field, "is not a token this service issued");
+    if s.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let bytes = (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+/// The token that resumes a contact listing after `c`.
+pub(crate) fn contact_token(c: &Contact) -> String {
+    hex(&format!(
+        "{}/{}",
+        c.started_at.timestamp_micros(),
+        c.contact_id
+    ))
+}
+
+pub(crate) fn contact_cursor(token: &str) -> Result<Option<ContactCursor>, FieldError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || FieldError::new("page_token", "is not a token this service issued");
+    let raw = unhex("page_token", token)?;
+    let (micros, contact_id) = raw.split_once('/').ok_or_else(bad)?;
+    let started_at = micros
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(bad)?;
+    v::id("page_token", contact_id).map_err(|_| bad())?;
+    Ok(Some(ContactCursor {
+        started_at,
+        contact_id: contact_id.to_owned(),
+    }))
+}
+
+/// The token that resumes a customer search after `customer_id`.
+pub(crate) fn customer_token(customer_id: &str) -> String {
+    hex(customer_id)
+}
+
+pub(crate) fn customer_cursor(token: &str) -> Result<Option<String>, FieldError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let id = unhex("page_token", token)?;
+    v::id("page_token", &id)
+        .map_err(|_| FieldError::new("page_token", "is not a token this service issued"))?;
+    Ok(Some(id))
+}
+
+/// A change-feed resume token: empty (from the start) or a change id.
+pub(crate) fn resume_token(token: &str) -> Result<i64, FieldError> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    token
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| FieldError::new("resume_token", "is not a token this service issued"))
+}
+
+pub(crate) fn export_batch(value: u32) -> Result<u32, FieldError> {
+    match value {
+        0 => Ok(DEFAULT_EXPORT_BATCH),
+        1..=max::EXPORT_BATCH => Ok(value),
+        _ => Err(FieldError::new(
+            "batch_size",
+            format!("must be at most {}", max::EXPORT_BATCH),
+        )),
+    }
+}
+
+/// A partial update: the mask's paths, validated against the fields they
+/// select (errors name `customer.<path>`), and the expected version.
+pub(crate) fn update(
+    req: &pb::UpdateCustomerRequest,
+    region: Region,
+    now: DateTime<Utc>,
+) -> Result<CustomerPatch, FieldError> {
+    let c = req
+        .customer
+        .as_ref()
+        .ok_or_else(|| FieldError::new("customer", "must be set"))?;
+    v::id("customer.customer_id", &c.customer_id)?;
+    if req.expected_version < 1 {
+        return Err(FieldError::new(
+            "expected_version",
+            "must be the version last read (1 or more)",
+        ));
+    }
+    let paths = req
+        .update_mask
+        .as_ref()
+        .map(|m| m.paths.as_slice())
+        .unwrap_or_default();
+    if paths.is_empty() {
+        return Err(FieldError::new(
+            "update_mask",
+            "must list the fields to update, e.g. \"name\" or \"preferences.language\"",
+        ));
+    }
+    let mut fields = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let selected = CustomerField::selected_by(path);
+        if selected.is_empty() {
+            return Err(FieldError::new(
+                format!("update_mask.paths[{i}]"),
+                format!("{path:?} is not an updatable field of Customer"),
+            ));
+        }
+        for field in selected {
+            if !fields.contains(&field) {
+                fields.push(field);
+            }
+        }
+    }
+    // Validate only what the mask selects: a copy holding just those
+    // fields goes through the same checks as a create.
+    let mut only = pb::Customer {
+        customer_id: c.customer_id.clone(),
+        ..Default::default()
+    };
+    for field in &fields {
+        copy_field(&mut only, c, *field);
+    }
+    let values = customer(Some(&only), region, now)?;
+    Ok(CustomerPatch { fields, values })
+}
+
+fn copy_field(dst: &mut pb::Customer, src: &pb::Customer, field: CustomerField) {
+    use CustomerField as F;
+    let src_prefs = src.preferences.clone().unwrap_or_default();
+    let src_consent = src.consent.clone().unwrap_or_default();
+    let src_influence = src.public_influence.unwrap_or_default();
+    let prefs = dst.preferences.get_or_insert_with(Default::default);
+    let consent = dst.consent.get_or_insert_with(Default::default);
+    let influence = dst.public_influence.get_or_insert_with(Default::default);
+    match field {
+        F::Name => dst.name.clone_from(&src.name),
+        F::FormOfAddress => dst.form_of_address.clone_from(&src.form_of_address),
+        F::Locale => dst.locale.clone_from(&src.locale),
+        F::Language => dst.language.clone_from(&src.language),
+        F::Dialect => dst.dialect.clone_from(&src.dialect),
+        F::Region => dst.region.clone_from(&src.region),
+        F::City => dst.city.clone_from(&src.city),
+        F::TimeZone => dst.time_zone.clone_from(&src.time_zone),
+        F::AgeBand => dst.age_band.clone_from(&src.age_band),
+        F::Occupation => dst.occupation.clone_from(&src.occupation),
+        F::Assets => dst.assets = src.assets,
+        F::Contribution => dst.contribution = src.contribution,
+        F::PotentialValue => dst.potential_value = src.potential_value,
+        F::Segment => dst.segment.clone_from(&src.segment),
+        F::DeclaredNeeds => dst.declared_needs.clone_from(&src.declared_needs),
+        F::SocialFollowers => influence.social_followers = src_influence.social_followers,
+        F::MediaPresence => influence.media_presence = src_influence.media_presence,
+        F::Phones => dst.phones.clone_from(&src.phones),
+        F::Tags => dst.tags.clone_from(&src.tags),
+        F::PreferredAgentId => prefs.preferred_agent_id = src_prefs.preferred_agent_id,
+        F::DedicatedFieldManagerId => {
+            prefs.dedicated_field_manager_id = src_prefs.dedicated_field_manager_id;
+        }
+        F::PreferredChannel => prefs.preferred_channel = src_prefs.preferred_channel,
+        F::ContactWindows => prefs.contact_windows = src_prefs.contact_windows,
+        F::PreferredLanguage => prefs.language = src_prefs.language,
+        F::CareCalls => consent.care_calls = src_consent.care_calls,
+        F::DoNotCall => consent.do_not_call = src_consent.do_not_call,
+        F::DoNotCallSource => consent.do_not_call_source = src_consent.do_not_call_source,
+        F::DoNotCallAt => consent.do_not_call_at = src_consent.do_not_call_at,
+    }
+}
+
+/// A care note to add.
+pub(crate) fn care_note(
+    note: Option<&pb::CareNote>,
+    now: DateTime<Utc>,
+) -> Result<NewCareNote, FieldError> {
+    let n = note.ok_or_else(|| FieldError::new("note", "must be set"))?;
+    v::id("note.customer_id", &n.customer_id)?;
+    v::optional_id("note.note_id", &n.note_id)?;
+    v::optional_id("note.contact_id", &n.contact_id)?;
+    text("note.author", &n.author, max::AUTHOR)?;
+    required_text("note.text", &n.text, max::NOTES)?;
+    if n.topics.len() > max::TOPICS {
+        return Err(FieldError::new(
+            "note.topics",
+            format!("at most {} topics", max::TOPICS),
+        ));
+    }
+    for (i, topic) in n.topics.iter().enumerate() {
+        required_text(&format!("note.topics[{i}]"), topic, max::TOPIC)?;
+    }
+    Ok(NewCareNote {
+        customer_id: n.customer_id.clone(),
+        note_id: (!n.note_id.is_empty()).then(|| n.note_id.clone()),
+        contact_id: n.contact_id.clone(),
+        author: n.author.clone(),
+        text: n.text.clone(),
+        topics: n.topics.clone(),
+        added_tags: tags("note.added_tags", &n.added_tags, now)?,
+    })
+}
+
+/// A life or product event to record.
+pub(crate) fn event(
+    event: Option<&pb::CustomerEvent>,
+    now: DateTime<Utc>,
+) -> Result<NewEvent, FieldError> {
+    let e = event.ok_or_else(|| FieldError::new("event", "must be set"))?;
+    v::optional_id("event.event_id", &e.event_id)?;
+    v::name("event.kind", &e.kind)?;
+    text("event.detail", &e.detail, max::EVENT_DETAIL)?;
+    let occurred_at = required_timestamp("event.occurred_at", e.occurred_at.as_ref())?;
+    if occurred_at > now + MAX_CLOCK_SKEW {
+        return Err(FieldError::new(
+            "event.occurred_at",
+            "must not be in the future",
+        ));
+    }
+    Ok(NewEvent {
+        event_id: (!e.event_id.is_empty()).then(|| e.event_id.clone()),
+        kind: e.kind.clone(),
+        detail: e.detail.clone(),
+        occurred_at,
+    })
+}
+
+/// A campaign exposure to record.
+pub(crate) fn exposure(
+    exposure: Option<&pb::CampaignExposure>,
+    now: DateTime<Utc>,
+) -> Result<CampaignExposure, FieldError> {
+    let x = exposure.ok_or_else(|| FieldError::new("exposure", "must be set"))?;
+    v::id("exposure.campaign_id", &x.campaign_id)?;
+    text("exposure.title", &x.title, max::CAMPAIGN_TITLE)?;
+    let channel: Channel = v::enumeration("exposure.channel", x.channel, false)?;
+    let sent_at = required_timestamp("exposure.sent_at", x.sent_at.as_ref())?;
+    if sent_at > now + MAX_CLOCK_SKEW {
+        return Err(FieldError::new(
+            "exposure.sent_at",
+            "must not be in the future",
+        ));
+    }
+    Ok(CampaignExposure {
+        campaign_id: x.campaign_id.clone(),
+        title: x.title.clone(),
+        channel,
+        sent_at,
+    })
+}
+
+/// The filter of a customer search.
+pub(crate) fn search(req: &pb::SearchCustomersRequest) -> Result<SearchFilter, FieldError> {
+    text("segment", &req.segment, max::SEGMENT)?;
+    let need: Need = v::enumeration("need", req.need, true)?;
+    let tag_kind: TagKind = v::enumeration("tag_kind", req.tag_kind, true)?;
+    let tier: ValueTier = v::enumeration("tier", req.tier, true)?;
+    Ok(SearchFilter {
+        segment: (!req.segment.is_empty()).then(|| req.segment.clone()),
+        need: (need != Need::Unspecified).then_some(need),
+        tag_kind: (tag_kind != TagKind::Unspecified).then_some(tag_kind),
+        tier: (tier != ValueTier::Unspecified).then_some(tier),
     })
 }
 

@@ -1,7 +1,8 @@
 //! The profile service over gRPC: a real server (port 0, a temporary SQLite
 //! file) and a tonic client. Checks the status codes callers act on, that
-//! bad input is refused naming the field and writes nothing, and that the
-//! RPCs of later issues answer UNIMPLEMENTED.
+//! bad input is refused naming the field and writes nothing, and the CRM
+//! RPCs (partial update with optimistic concurrency, listing, search,
+//! notes, preferences, consent, events, the two streams, erase/export).
 
 use prost_types::Timestamp;
 use rapport_kit::Service as _;
@@ -578,60 +579,75 @@ async fn status_codes_tell_callers_what_happened() {
     );
     assert!(message.contains("tag"), "{message}");
 
-    // UNIMPLEMENTED: the rest of the contract, until its issue lands.
-    let unimplemented = [
-        client
-            .update_customer(pb::UpdateCustomerRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .list_contacts(pb::ListContactsRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .add_care_note(pb::AddCareNoteRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .set_preferences(pb::SetPreferencesRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .set_consent(pb::SetConsentRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .record_event(pb::RecordEventRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .record_campaign_exposure(pb::RecordCampaignExposureRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .search_customers(pb::SearchCustomersRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .export_profiles(pb::ExportProfilesRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .watch_changes(pb::WatchChangesRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .erase_customer(pb::EraseCustomerRequest::default())
-            .await
-            .map(|_| ()),
-        client
-            .export_customer(pb::ExportCustomerRequest::default())
-            .await
-            .map(|_| ()),
+    // Every RPC of the contract is implemented: empty requests of those
+    // with required fields are refused naming the first missing field.
+    let refused = [
+        (
+            client
+                .update_customer(pb::UpdateCustomerRequest::default())
+                .await
+                .map(|_| ()),
+            "customer",
+        ),
+        (
+            client
+                .list_contacts(pb::ListContactsRequest::default())
+                .await
+                .map(|_| ()),
+            "customer_id",
+        ),
+        (
+            client
+                .add_care_note(pb::AddCareNoteRequest::default())
+                .await
+                .map(|_| ()),
+            "note",
+        ),
+        (
+            client
+                .set_preferences(pb::SetPreferencesRequest::default())
+                .await
+                .map(|_| ()),
+            "customer_id",
+        ),
+        (
+            client
+                .set_consent(pb::SetConsentRequest::default())
+                .await
+                .map(|_| ()),
+            "customer_id",
+        ),
+        (
+            client
+                .record_event(pb::RecordEventRequest::default())
+                .await
+                .map(|_| ()),
+            "customer_id",
+        ),
+        (
+            client
+                .record_campaign_exposure(pb::RecordCampaignExposureRequest::default())
+                .await
+                .map(|_| ()),
+            "customer_id",
+        ),
+        (
+            client
+                .erase_customer(pb::EraseCustomerRequest::default())
+                .await
+                .map(|_| ()),
+            "customer_id",
+        ),
+        (
+            client
+                .export_customer(pb::ExportCustomerRequest::default())
+                .await
+                .map(|_| ()),
+            "customer_id",
+        ),
     ];
-    for result in unimplemented {
-        let message = assert_code(result, Code::Unimplemented);
-        assert!(message.contains("profile service issue"), "{message}");
+    for (result, field) in refused {
+        assert_invalid(result, field);
     }
 
     running.shutdown().await;

@@ -7,9 +7,10 @@
 use chrono::{DateTime, Duration, Utc};
 use rapport_kit::phone::{self, E164, Region};
 use rapport_profile::model::{
-    CampaignExposure, Channel, Consent, Contact, ContactOutcome, ContactWindow, Customer,
-    CustomerInput, Direction, Need, NeedWeight, NewEvent, NewTag, PhoneInput, Preferences,
-    PublicInfluence, TagKind, Weekday,
+    CampaignExposure, ChangeKind, Channel, Consent, Contact, ContactCursor, ContactOutcome,
+    ContactWindow, Customer, CustomerField, CustomerInput, CustomerPatch, Direction,
+    ImportCustomer, Need, NeedWeight, NewCareNote, NewEvent, NewTag, PhoneInput, Preferences,
+    PublicInfluence, SearchFilter, TagKind, ValueTier, Weekday,
 };
 use rapport_profile::store::{PoolOptions, PostgresStore, SqliteStore, Store, StoreError};
 
@@ -53,6 +54,17 @@ contract_suite!(
     summary_of_a_customer_without_history,
     events_and_campaigns_are_idempotent,
     concurrent_writers_all_succeed,
+    update_patches_only_the_masked_fields,
+    concurrent_updates_with_one_expected_version_let_exactly_one_win,
+    contacts_are_listed_newest_first_with_stable_cursors,
+    care_notes_add_their_tags_once,
+    preferences_and_consent_are_replaced_and_bump_the_version,
+    search_by_segment_need_tag_kind_and_tier_pages_by_id,
+    export_profiles_pages_through_everyone,
+    the_change_feed_records_every_kind_in_commit_order,
+    erase_removes_every_row_and_export_returns_everything,
+    import_batches_write_whole_customers_and_replay_idempotently,
+    totals_are_maintained_without_counting_the_history,
 );
 
 async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
@@ -836,5 +848,736 @@ mod cases {
         assert_eq!(profile.summary.total_contacts, 24);
         assert_eq!(profile.customer.tags.len(), 10);
         assert_eq!(profile.customer.version, 9);
+    }
+
+    fn patch(fields: &[CustomerField], values: CustomerInput) -> CustomerPatch {
+        CustomerPatch {
+            fields: fields.to_vec(),
+            values,
+        }
+    }
+
+    pub async fn update_patches_only_the_masked_fields<S: Store>(store: &S) {
+        let stored = store
+            .upsert_customer(&reference("C-U", "13800138000"), now())
+            .await
+            .expect("upsert");
+        assert_eq!(stored.version, 1);
+        let mut values = reference("C-U", "13900139000");
+        values.name = "陈志明".into();
+        values.city = "Fuzhou".into();
+        values.preferences.language = "en".into();
+        values.assets = 0;
+        let later = now() + Duration::minutes(1);
+        let updated = store
+            .update_customer(
+                "C-U",
+                1,
+                &patch(
+                    &[
+                        CustomerField::Name,
+                        CustomerField::PreferredLanguage,
+                        CustomerField::Phones,
+                    ],
+                    values,
+                ),
+                later,
+            )
+            .await
+            .expect("update");
+        assert_eq!(updated.version, 2, "one bump per update");
+        assert_eq!(updated.name, "陈志明");
+        assert_eq!(updated.city, "Xiamen", "not in the mask");
+        assert_eq!(updated.assets, 8_000_000, "not in the mask");
+        assert_eq!(updated.preferences.language, "en");
+        assert_eq!(updated.preferences.dedicated_field_manager_id, "FM-7");
+        assert_eq!(updated.phones[0].number, "+8613900139000");
+        assert_eq!(updated.tags.len(), 2, "tags kept unless masked");
+        assert_eq!(updated.updated_at, later);
+        let old_phone = store.lookup_by_phone(&e164("13800138000"), now()).await;
+        assert!(matches!(old_phone, Err(StoreError::CustomerNotFound)));
+
+        // A stale version is refused and nothing changes.
+        let stale = store
+            .update_customer(
+                "C-U",
+                1,
+                &patch(&[CustomerField::City], reference("C-U", "13800138000")),
+                later,
+            )
+            .await;
+        assert!(matches!(
+            stale,
+            Err(StoreError::StaleVersion { current: 2 })
+        ));
+        let nobody = store
+            .update_customer(
+                "C-NOBODY",
+                1,
+                &patch(&[CustomerField::City], reference("C-NOBODY", "13800138000")),
+                later,
+            )
+            .await;
+        assert!(matches!(nobody, Err(StoreError::CustomerNotFound)));
+
+        // Masking tags with an empty list removes them; a phone of another
+        // customer is refused and the version stays.
+        let mut cleared = reference("C-U", "13800138000");
+        cleared.tags = None;
+        let updated = store
+            .update_customer("C-U", 2, &patch(&[CustomerField::Tags], cleared), later)
+            .await
+            .expect("clear tags");
+        assert!(updated.tags.is_empty());
+        assert_eq!(updated.version, 3);
+        store
+            .upsert_customer(&reference("C-U2", "13700137000"), now())
+            .await
+            .expect("other");
+        let taken = store
+            .update_customer(
+                "C-U",
+                3,
+                &patch(&[CustomerField::Phones], reference("C-U", "13700137000")),
+                later,
+            )
+            .await;
+        assert!(matches!(taken, Err(StoreError::PhoneTaken { index: 0 })));
+        let after = store.get_profile("C-U", now()).await.expect("get").customer;
+        assert_eq!(after.version, 3);
+        assert_eq!(after.phones[0].number, "+8613900139000");
+    }
+
+    /// Two CRM users read version 1 and save at once: exactly one wins,
+    /// the other learns the current version.
+    pub async fn concurrent_updates_with_one_expected_version_let_exactly_one_win<S: Store>(
+        store: &S,
+    ) {
+        store
+            .upsert_customer(&reference("C-RACE", "13800138000"), now())
+            .await
+            .expect("upsert");
+        for round in 0..5_i64 {
+            let version = 1 + round;
+            let write = |city: &'static str| {
+                let mut values = reference("C-RACE", "13800138000");
+                values.city = city.into();
+                async move {
+                    store
+                        .update_customer(
+                            "C-RACE",
+                            version,
+                            &patch(&[CustomerField::City], values),
+                            now(),
+                        )
+                        .await
+                }
+            };
+            let (a, b) = tokio::join!(write("Quanzhou"), write("Zhangzhou"));
+            let wins = [&a, &b].iter().filter(|r| r.is_ok()).count();
+            assert_eq!(wins, 1, "round {round}: {a:?} / {b:?}");
+            let loser = if a.is_ok() { b } else { a };
+            assert!(
+                matches!(loser, Err(StoreError::StaleVersion { current }) if current == version + 1),
+                "{loser:?}"
+            );
+        }
+        let c = store
+            .get_profile("C-RACE", now())
+            .await
+            .expect("get")
+            .customer;
+        assert_eq!(c.version, 6);
+    }
+
+    pub async fn contacts_are_listed_newest_first_with_stable_cursors<S: Store>(store: &S) {
+        store
+            .upsert_customer(&reference("C-L", "13800138000"), now())
+            .await
+            .expect("upsert");
+        // Two share a start time: the id breaks the tie.
+        for i in 0..7_i64 {
+            let at = now() - Duration::hours(i.min(5));
+            store
+                .record_contact("C-L", &contact(&format!("call-{i}"), at), now())
+                .await
+                .expect("record");
+        }
+        let mut seen = Vec::new();
+        let mut cursor: Option<ContactCursor> = None;
+        loop {
+            let page = store
+                .list_contacts("C-L", cursor.as_ref(), 3)
+                .await
+                .expect("page");
+            seen.extend(page.iter().map(|c| c.contact_id.clone()));
+            match page.last() {
+                Some(last) if page.len() == 3 => {
+                    cursor = Some(ContactCursor {
+                        started_at: last.started_at,
+                        contact_id: last.contact_id.clone(),
+                    });
+                }
+                _ => break,
+            }
+            // A contact recorded mid-listing is newer: it never shifts the
+            // pages that follow.
+            store
+                .record_contact(
+                    "C-L",
+                    &contact(&format!("new-{}", seen.len()), now()),
+                    now(),
+                )
+                .await
+                .expect("record");
+        }
+        assert_eq!(
+            seen,
+            [
+                "call-0", "call-1", "call-2", "call-3", "call-4", "call-6", "call-5"
+            ]
+        );
+        let nobody = store.list_contacts("C-NOBODY", None, 3).await;
+        assert!(matches!(nobody, Err(StoreError::CustomerNotFound)));
+    }
+
+    pub async fn care_notes_add_their_tags_once<S: Store>(store: &S) {
+        store
+            .upsert_customer(&reference("C-N", "13800138000"), now())
+            .await
+            .expect("upsert");
+        let note = NewCareNote {
+            customer_id: "C-N".into(),
+            note_id: Some("note-1".into()),
+            contact_id: "care-1".into(),
+            author: "A-1".into(),
+            text: "Talked about the new product; happy with the follow-up.".into(),
+            topics: vec!["product".into(), "follow-up".into()],
+            added_tags: vec![tag(TagKind::Interest, "golf")],
+        };
+        let stored = store.add_care_note(&note, now()).await.expect("note");
+        assert_eq!(stored.note_id, "note-1");
+        assert_eq!(stored.topics, ["product", "follow-up"]);
+        assert_eq!(stored.added_tags.len(), 1);
+        assert_eq!(stored.added_tags[0].text, "golf");
+        let again = store.add_care_note(&note, now()).await.expect("repeat");
+        assert_eq!(again, stored, "idempotent on the note id");
+        let c = store.get_profile("C-N", now()).await.expect("get").customer;
+        assert_eq!(c.tags.len(), 3, "the tag was added once");
+        assert_eq!(c.version, 2);
+
+        let plain = NewCareNote {
+            note_id: None,
+            added_tags: Vec::new(),
+            ..note.clone()
+        };
+        let second = store.add_care_note(&plain, now()).await.expect("note");
+        assert_ne!(second.note_id, "note-1");
+        let c = store.get_profile("C-N", now()).await.expect("get").customer;
+        assert_eq!(c.version, 2, "a note without tags leaves the record");
+        let nobody = NewCareNote {
+            customer_id: "C-NOBODY".into(),
+            ..note
+        };
+        assert!(matches!(
+            store.add_care_note(&nobody, now()).await,
+            Err(StoreError::CustomerNotFound)
+        ));
+    }
+
+    pub async fn preferences_and_consent_are_replaced_and_bump_the_version<S: Store>(store: &S) {
+        store
+            .upsert_customer(&reference("C-P", "13800138000"), now())
+            .await
+            .expect("upsert");
+        let prefs = Preferences {
+            preferred_agent_id: "A-9".into(),
+            dedicated_field_manager_id: String::new(),
+            preferred_channel: Some(Channel::Chat),
+            contact_windows: vec![ContactWindow {
+                days: vec![Weekday::Saturday],
+                start_minute: 600,
+                end_minute: 660,
+            }],
+            language: "en".into(),
+        };
+        let c = store
+            .set_preferences("C-P", &prefs, now())
+            .await
+            .expect("prefs");
+        assert_eq!(c.preferences, prefs);
+        assert_eq!(c.version, 2);
+        let consent = Consent {
+            care_calls: false,
+            do_not_call: true,
+            do_not_call_source: "customer request".into(),
+            do_not_call_at: Some(now()),
+        };
+        let c = store
+            .set_consent("C-P", &consent, now())
+            .await
+            .expect("consent");
+        assert_eq!(c.consent, consent);
+        assert_eq!(c.version, 3);
+        assert_eq!(c.preferences, prefs, "consent leaves preferences alone");
+        assert!(matches!(
+            store.set_consent("C-NOBODY", &consent, now()).await,
+            Err(StoreError::CustomerNotFound)
+        ));
+        assert!(matches!(
+            store.set_preferences("C-NOBODY", &prefs, now()).await,
+            Err(StoreError::CustomerNotFound)
+        ));
+    }
+
+    pub async fn search_by_segment_need_tag_kind_and_tier_pages_by_id<S: Store>(store: &S) {
+        // (id, segment, assets, need, caution tag)
+        let people = [
+            ("S-01", "retail", 0, Need::Soothing, true),
+            (
+                "S-02",
+                "private-banking",
+                8_000_000,
+                Need::Recognition,
+                false,
+            ),
+            ("S-03", "retail", 600_000, Need::Soothing, false),
+            ("S-04", "retail", 5_000_000, Need::Compensation, true),
+            ("S-05", "private-banking", 9_000_000, Need::Soothing, true),
+        ];
+        for (i, (id, segment, assets, need, caution)) in people.iter().enumerate() {
+            let mut c = reference(id, &format!("1380013800{i}"));
+            c.segment = (*segment).into();
+            c.assets = *assets;
+            c.contribution = 0;
+            c.potential_value = 0;
+            c.declared_needs = vec![NeedWeight {
+                need: *need,
+                weight: 0.5,
+            }];
+            c.tags = Some(if *caution {
+                vec![tag(TagKind::Caution, "threatens media")]
+            } else {
+                vec![tag(TagKind::Interest, "golf")]
+            });
+            store.upsert_customer(&c, now()).await.expect("upsert");
+        }
+        let ids = |filter: SearchFilter| async move {
+            let mut all = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .search_customers(&filter, after.as_deref(), 2, now())
+                    .await
+                    .expect("search");
+                all.extend(page.iter().map(|c| c.customer_id.clone()));
+                if page.len() < 2 {
+                    return all;
+                }
+                after = page.last().map(|c| c.customer_id.clone());
+            }
+        };
+        assert_eq!(ids(SearchFilter::default()).await.len(), 5);
+        assert_eq!(
+            ids(SearchFilter {
+                segment: Some("retail".into()),
+                ..Default::default()
+            })
+            .await,
+            ["S-01", "S-03", "S-04"]
+        );
+        assert_eq!(
+            ids(SearchFilter {
+                need: Some(Need::Soothing),
+                ..Default::default()
+            })
+            .await,
+            ["S-01", "S-03", "S-05"]
+        );
+        assert_eq!(
+            ids(SearchFilter {
+                tag_kind: Some(TagKind::Caution),
+                ..Default::default()
+            })
+            .await,
+            ["S-01", "S-04", "S-05"]
+        );
+        assert_eq!(
+            ids(SearchFilter {
+                tier: Some(ValueTier::Vip),
+                ..Default::default()
+            })
+            .await,
+            ["S-02", "S-04", "S-05"]
+        );
+        assert_eq!(
+            ids(SearchFilter {
+                tier: Some(ValueTier::Preferred),
+                ..Default::default()
+            })
+            .await,
+            ["S-03"]
+        );
+        assert_eq!(
+            ids(SearchFilter {
+                segment: Some("retail".into()),
+                need: Some(Need::Soothing),
+                tag_kind: Some(TagKind::Caution),
+                tier: Some(ValueTier::Standard),
+            })
+            .await,
+            ["S-01"]
+        );
+        // The tier follows the value inputs on every write.
+        let mut c = reference("S-03", "13800138002");
+        c.assets = 6_000_000;
+        c.contribution = 0;
+        c.potential_value = 0;
+        store.upsert_customer(&c, now()).await.expect("upsert");
+        assert_eq!(
+            ids(SearchFilter {
+                tier: Some(ValueTier::Vip),
+                ..Default::default()
+            })
+            .await,
+            ["S-02", "S-03", "S-04", "S-05"]
+        );
+    }
+
+    pub async fn export_profiles_pages_through_everyone<S: Store>(store: &S) {
+        for i in 0..7 {
+            let mut c = reference(&format!("X-{i}"), "13800138000");
+            c.phones.clear();
+            store.upsert_customer(&c, now()).await.expect("upsert");
+            store
+                .record_contact(&format!("X-{i}"), &contact("call-1", now()), now())
+                .await
+                .expect("contact");
+        }
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .export_profiles(after.as_deref(), 3, now())
+                .await
+                .expect("page");
+            for p in &page {
+                assert_eq!(p.summary.total_contacts, 1);
+                seen.push(p.customer.customer_id.clone());
+            }
+            if page.len() < 3 {
+                break;
+            }
+            after = seen.last().cloned();
+        }
+        assert_eq!(seen, ["X-0", "X-1", "X-2", "X-3", "X-4", "X-5", "X-6"]);
+    }
+
+    pub async fn the_change_feed_records_every_kind_in_commit_order<S: Store>(store: &S) {
+        let start = store.changes_after(0, 1000).await.expect("feed");
+        assert!(start.is_empty());
+        store
+            .upsert_customer(&reference("C-F", "13800138000"), now())
+            .await
+            .expect("upsert");
+        let mut complaint = contact("call-2", now());
+        complaint.complaint = true;
+        for c in [contact("call-1", now()), complaint.clone(), complaint] {
+            store
+                .record_contact("C-F", &c, now())
+                .await
+                .expect("contact");
+        }
+        store
+            .set_preferences("C-F", &Preferences::default(), now())
+            .await
+            .expect("prefs");
+        store
+            .set_consent("C-F", &Consent::default(), now())
+            .await
+            .expect("consent");
+        let event = NewEvent {
+            event_id: Some("ev-1".into()),
+            kind: "flight_cancelled".into(),
+            detail: String::new(),
+            occurred_at: now(),
+        };
+        store
+            .record_event("C-F", &event, now())
+            .await
+            .expect("event");
+        store
+            .record_event("C-F", &event, now())
+            .await
+            .expect("repeat");
+        let changes = store.changes_after(0, 1000).await.expect("feed");
+        let kinds: Vec<(ChangeKind, &str)> = changes
+            .iter()
+            .map(|c| (c.kind, c.ref_id.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (ChangeKind::CustomerUpserted, ""),
+                (ChangeKind::ContactRecorded, "call-1"),
+                (ChangeKind::Complaint, "call-2"),
+                (ChangeKind::PreferencesChanged, ""),
+                (ChangeKind::ConsentChanged, ""),
+                (ChangeKind::EventRecorded, "ev-1"),
+            ],
+            "repeats of idempotent writes announce nothing"
+        );
+        assert!(changes.windows(2).all(|w| w[0].change_id < w[1].change_id));
+        assert!(
+            changes
+                .iter()
+                .all(|c| c.customer_id == "C-F" && c.at == now())
+        );
+        // Resuming after a token returns exactly what followed it.
+        let rest = store
+            .changes_after(changes[2].change_id, 2)
+            .await
+            .expect("resume");
+        assert_eq!(rest, changes[3..5]);
+        // A failed write announces nothing.
+        let _ = store
+            .update_customer(
+                "C-F",
+                99,
+                &patch(&[CustomerField::City], reference("C-F", "13800138000")),
+                now(),
+            )
+            .await;
+        let last = changes.last().map_or(0, |c| c.change_id);
+        assert!(
+            store
+                .changes_after(last, 10)
+                .await
+                .expect("feed")
+                .is_empty()
+        );
+    }
+
+    pub async fn erase_removes_every_row_and_export_returns_everything<S: Store>(store: &S) {
+        for id in ["C-GONE", "C-STAYS"] {
+            let phone = if id == "C-GONE" {
+                "13800138000"
+            } else {
+                "13900139000"
+            };
+            store
+                .upsert_customer(&reference(id, phone), now())
+                .await
+                .expect("upsert");
+            store
+                .record_contact(id, &contact("call-1", now()), now())
+                .await
+                .expect("contact");
+            store
+                .record_event(
+                    id,
+                    &NewEvent {
+                        event_id: None,
+                        kind: "card_lost".into(),
+                        detail: String::new(),
+                        occurred_at: now(),
+                    },
+                    now(),
+                )
+                .await
+                .expect("event");
+            store
+                .record_campaign_exposure(
+                    id,
+                    &CampaignExposure {
+                        campaign_id: "launch".into(),
+                        title: "Launch".into(),
+                        channel: Channel::Email,
+                        sent_at: now(),
+                    },
+                    now(),
+                )
+                .await
+                .expect("campaign");
+            store
+                .add_care_note(
+                    &NewCareNote {
+                        customer_id: id.into(),
+                        note_id: None,
+                        contact_id: "call-1".into(),
+                        author: "A-1".into(),
+                        text: "follow-up done".into(),
+                        topics: vec![],
+                        added_tags: vec![tag(TagKind::Interest, "tea")],
+                    },
+                    now(),
+                )
+                .await
+                .expect("note");
+        }
+        let export = store
+            .export_customer("C-GONE", now())
+            .await
+            .expect("export");
+        assert_eq!(export.customer.customer_id, "C-GONE");
+        assert_eq!(export.customer.tags.len(), 3);
+        assert_eq!(export.contacts.len(), 1);
+        assert_eq!(export.care_notes.len(), 1);
+        assert_eq!(export.events.len(), 1);
+        assert_eq!(export.campaigns.len(), 1);
+
+        let held: u64 = store
+            .customer_rows("C-GONE")
+            .await
+            .expect("rows")
+            .iter()
+            .map(|(_, n)| n)
+            .sum();
+        let removed = store.erase_customer("C-GONE", now()).await.expect("erase");
+        assert_eq!(removed, held);
+        for (table, n) in store.customer_rows("C-GONE").await.expect("rows") {
+            let expected = u64::from(table == "changes");
+            assert_eq!(n, expected, "{table} still holds the erased customer");
+        }
+        let feed = store.changes_after(0, 1000).await.expect("feed");
+        let gone: Vec<_> = feed.iter().filter(|c| c.customer_id == "C-GONE").collect();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].kind, ChangeKind::Erased);
+        assert!(matches!(
+            store.get_profile("C-GONE", now()).await,
+            Err(StoreError::CustomerNotFound)
+        ));
+        assert!(matches!(
+            store.lookup_by_phone(&e164("13800138000"), now()).await,
+            Err(StoreError::CustomerNotFound)
+        ));
+        assert!(matches!(
+            store.export_customer("C-GONE", now()).await,
+            Err(StoreError::CustomerNotFound)
+        ));
+        assert!(matches!(
+            store.erase_customer("C-GONE", now()).await,
+            Err(StoreError::CustomerNotFound)
+        ));
+        // The other customer is untouched, and the number is free again.
+        let stays = store
+            .export_customer("C-STAYS", now())
+            .await
+            .expect("export");
+        assert_eq!(stays.contacts.len(), 1);
+        assert_eq!(stays.care_notes.len(), 1);
+        store
+            .upsert_customer(&reference("C-NEW-OWNER", "13800138000"), now())
+            .await
+            .expect("the number can be reused");
+    }
+
+    pub async fn import_batches_write_whole_customers_and_replay_idempotently<S: Store>(store: &S) {
+        let batch: Vec<ImportCustomer> = (0..30)
+            .map(|i| {
+                let mut c = reference(&format!("I-{i:03}"), &format!("1380000{i:04}"));
+                c.assets = if i % 3 == 0 { 8_000_000 } else { 0 };
+                c.contribution = 0;
+                c.potential_value = 0;
+                ImportCustomer {
+                    customer: c,
+                    contacts: (0..4)
+                        .map(|k| contact(&format!("c-{k}"), now() - Duration::days(k)))
+                        .collect(),
+                }
+            })
+            .collect();
+        let new = store.import_batch(&batch, now()).await.expect("import");
+        assert_eq!(new, 120);
+        let p = store.get_profile("I-003", now()).await.expect("get");
+        assert_eq!(p.customer.tags.len(), 2);
+        assert_eq!(p.customer.phones[0].number, "+8613800000003");
+        assert_eq!(p.summary.total_contacts, 4);
+        assert_eq!(p.summary.contacts_7d, 4);
+        assert_eq!(p.summary.last_contact_at, Some(now()));
+        let vip = store
+            .search_customers(
+                &SearchFilter {
+                    tier: Some(ValueTier::Vip),
+                    ..Default::default()
+                },
+                None,
+                100,
+                now(),
+            )
+            .await
+            .expect("search");
+        assert_eq!(vip.len(), 10);
+
+        // Replaying the batch (a crash after commit, before the checkpoint)
+        // changes nothing that matters.
+        let new = store.import_batch(&batch, now()).await.expect("replay");
+        assert_eq!(new, 0);
+        let p = store.get_profile("I-003", now()).await.expect("get");
+        assert_eq!(p.summary.total_contacts, 4);
+        assert_eq!(p.customer.tags.len(), 2);
+
+        // A row whose phone belongs to someone else fails the whole batch,
+        // naming the row; nothing of the batch is written.
+        let bad = vec![
+            ImportCustomer {
+                customer: reference("I-NEW-1", "13900000001"),
+                contacts: vec![contact("c-1", now())],
+            },
+            ImportCustomer {
+                customer: reference("I-NEW-2", "13800000005"),
+                contacts: vec![],
+            },
+        ];
+        match store.import_batch(&bad, now()).await {
+            Err(StoreError::BatchRow { row: 1, source }) => {
+                assert!(matches!(*source, StoreError::PhoneTaken { index: 0 }));
+            }
+            other => panic!("expected row 1 to be refused: {other:?}"),
+        }
+        assert!(matches!(
+            store.get_profile("I-NEW-1", now()).await,
+            Err(StoreError::CustomerNotFound)
+        ));
+        let upserted = store
+            .changes_after(0, 1000)
+            .await
+            .expect("feed")
+            .iter()
+            .filter(|c| c.kind == ChangeKind::CustomerUpserted)
+            .count();
+        assert_eq!(upserted, 60, "one change per imported customer and batch");
+    }
+
+    /// The all-time total and last contact come from the customer row:
+    /// out-of-order recordings keep the latest time, repeats count once.
+    pub async fn totals_are_maintained_without_counting_the_history<S: Store>(store: &S) {
+        store
+            .upsert_customer(&reference("C-T", "13800138000"), now())
+            .await
+            .expect("upsert");
+        let newest = now() - Duration::days(1);
+        for (id, at) in [
+            ("a", newest),
+            ("b", now() - Duration::days(400)),
+            ("a", newest),
+            ("c", now() - Duration::days(2)),
+        ] {
+            store
+                .record_contact("C-T", &contact(id, at), now())
+                .await
+                .expect("record");
+        }
+        let s = store.get_profile("C-T", now()).await.expect("get").summary;
+        assert_eq!(s.total_contacts, 3);
+        assert_eq!(s.contacts_90d, 2);
+        assert_eq!(s.last_contact_at, Some(newest));
+        // An upsert of the record keeps the totals.
+        store
+            .upsert_customer(&reference("C-T", "13800138000"), now())
+            .await
+            .expect("upsert");
+        let s = store.get_profile("C-T", now()).await.expect("get").summary;
+        assert_eq!(s.total_contacts, 3);
     }
 }

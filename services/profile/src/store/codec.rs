@@ -4,7 +4,11 @@
 //! stay readable to an operator with `psql`/`sqlite3` and do not depend on
 //! wire numbering. The migrations' CHECK constraints list the same names.
 
-use crate::model::{Channel, ContactOutcome, Direction, Need, TagKind, Weekday};
+use chrono::{DateTime, Utc};
+
+use crate::model::{
+    ChangeKind, Channel, ContactOutcome, Direction, Need, Tag, TagKind, ValueTier, Weekday,
+};
 
 use super::StoreError;
 
@@ -126,6 +130,107 @@ pub(crate) fn parse_need(s: &str) -> Result<Need, StoreError> {
         "just_talk" => Need::JustTalk,
         _ => return Err(corrupt("need", s)),
     })
+}
+
+pub(crate) fn tier(t: ValueTier) -> &'static str {
+    match t {
+        // Never stored: every customer has a computed tier.
+        ValueTier::Unspecified => "unspecified",
+        ValueTier::Standard => "standard",
+        ValueTier::Preferred => "preferred",
+        ValueTier::Vip => "vip",
+    }
+}
+
+pub(crate) fn change_kind(k: ChangeKind) -> &'static str {
+    match k {
+        ChangeKind::Unspecified => "unspecified",
+        ChangeKind::CustomerUpserted => "customer_upserted",
+        ChangeKind::ContactRecorded => "contact_recorded",
+        ChangeKind::Complaint => "complaint",
+        ChangeKind::PreferencesChanged => "preferences_changed",
+        ChangeKind::ConsentChanged => "consent_changed",
+        ChangeKind::EventRecorded => "event_recorded",
+        ChangeKind::Erased => "erased",
+        ChangeKind::CareNoteAdded => "care_note_added",
+        ChangeKind::CampaignRecorded => "campaign_recorded",
+    }
+}
+
+pub(crate) fn parse_change_kind(s: &str) -> Result<ChangeKind, StoreError> {
+    Ok(match s {
+        "customer_upserted" => ChangeKind::CustomerUpserted,
+        "contact_recorded" => ChangeKind::ContactRecorded,
+        "complaint" => ChangeKind::Complaint,
+        "preferences_changed" => ChangeKind::PreferencesChanged,
+        "consent_changed" => ChangeKind::ConsentChanged,
+        "event_recorded" => ChangeKind::EventRecorded,
+        "erased" => ChangeKind::Erased,
+        "care_note_added" => ChangeKind::CareNoteAdded,
+        "campaign_recorded" => ChangeKind::CampaignRecorded,
+        _ => return Err(corrupt("change kind", s)),
+    })
+}
+
+/// A care note's topics: a JSON array of strings.
+pub(crate) fn topics(topics: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(topics)
+        .map_err(|e| StoreError::Corrupt(format!("topics do not encode: {e}")))
+}
+
+pub(crate) fn parse_topics(s: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("topics do not decode: {e}")))
+}
+
+/// A tag as a care note keeps it: timestamps in microseconds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TagJson {
+    id: String,
+    kind: String,
+    text: String,
+    #[serde(default)]
+    author: String,
+    created: i64,
+    #[serde(default)]
+    expires: Option<i64>,
+}
+
+fn micros(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {v} is out of range")))
+}
+
+pub(crate) fn note_tags(tags: &[Tag]) -> Result<String, StoreError> {
+    let json: Vec<TagJson> = tags
+        .iter()
+        .map(|t| TagJson {
+            id: t.tag_id.clone(),
+            kind: tag_kind(t.kind).to_owned(),
+            text: t.text.clone(),
+            author: t.author.clone(),
+            created: t.created_at.timestamp_micros(),
+            expires: t.expires_at.map(|e| e.timestamp_micros()),
+        })
+        .collect();
+    serde_json::to_string(&json)
+        .map_err(|e| StoreError::Corrupt(format!("note tags do not encode: {e}")))
+}
+
+pub(crate) fn parse_note_tags(s: &str) -> Result<Vec<Tag>, StoreError> {
+    let json: Vec<TagJson> = serde_json::from_str(s)
+        .map_err(|e| StoreError::Corrupt(format!("note tags do not decode: {e}")))?;
+    json.into_iter()
+        .map(|t| {
+            Ok(Tag {
+                tag_id: t.id,
+                kind: parse_tag_kind(&t.kind)?,
+                text: t.text,
+                author: t.author,
+                created_at: micros(t.created)?,
+                expires_at: t.expires.map(micros).transpose()?,
+            })
+        })
+        .collect()
 }
 
 /// Contact windows are read and written as a whole, so they live in one

@@ -19,7 +19,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    CampaignExposure, Contact, Customer, CustomerInput, Event, NewEvent, NewTag, Profile, Tag,
+    CampaignExposure, CareNote, Change, Consent, Contact, ContactCursor, Customer, CustomerExport,
+    CustomerInput, CustomerPatch, Event, ImportCustomer, NewCareNote, NewEvent, NewTag,
+    Preferences, Profile, SearchFilter, Tag,
 };
 use rapport_kit::phone::E164;
 
@@ -105,6 +107,108 @@ pub trait Store: Send + Sync + 'static {
         exposure: &CampaignExposure,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Replaces the fields of `patch` if the stored version is
+    /// `expected_version` ([`StoreError::StaleVersion`] otherwise). Bumps
+    /// the version once.
+    fn update_customer(
+        &self,
+        customer_id: &str,
+        expected_version: i64,
+        patch: &CustomerPatch,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Customer, StoreError>> + Send;
+
+    /// Up to `limit` contacts, newest first, after `after`.
+    fn list_contacts(
+        &self,
+        customer_id: &str,
+        after: Option<&ContactCursor>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Contact>, StoreError>> + Send;
+
+    /// Adds a care note and the tags it adds (bumping the version when it
+    /// adds any). Idempotent on the note id when one is given.
+    fn add_care_note(
+        &self,
+        note: &NewCareNote,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<CareNote, StoreError>> + Send;
+
+    /// Replaces the preferences. Bumps the version.
+    fn set_preferences(
+        &self,
+        customer_id: &str,
+        preferences: &Preferences,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Customer, StoreError>> + Send;
+
+    /// Replaces consent and do-not-call. Bumps the version.
+    fn set_consent(
+        &self,
+        customer_id: &str,
+        consent: &Consent,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Customer, StoreError>> + Send;
+
+    /// Up to `limit` customers matching `filter`, by customer id, after
+    /// `after`.
+    fn search_customers(
+        &self,
+        filter: &SearchFilter,
+        after: Option<&str>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Customer>, StoreError>> + Send;
+
+    /// Up to `limit` profiles by customer id after `after` (one snapshot
+    /// per page).
+    fn export_profiles(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Profile>, StoreError>> + Send;
+
+    /// Up to `limit` changes with ids above `after`, oldest first.
+    fn changes_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
+
+    /// Removes every row of the customer (and their earlier changes) and
+    /// appends one ERASED change. Returns the rows removed.
+    fn erase_customer(
+        &self,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Everything stored about one customer, expired tags included.
+    fn export_customer(
+        &self,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<CustomerExport, StoreError>> + Send;
+
+    /// How many rows each table holds for the customer (privacy audits and
+    /// the erase tests).
+    fn customer_rows(
+        &self,
+        customer_id: &str,
+    ) -> impl Future<Output = Result<Vec<(&'static str, u64)>, StoreError>> + Send;
+
+    /// Writes whole customers with their contacts in one transaction (bulk
+    /// import). Idempotent: replaying a batch changes nothing. Customer ids
+    /// must be distinct within a batch. A row that cannot be written fails
+    /// the batch with [`StoreError::BatchRow`]. Returns the contacts that
+    /// were new.
+    fn import_batch(
+        &self,
+        batch: &[ImportCustomer],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 }
 
 /// What can go wrong in the store.
@@ -116,6 +220,17 @@ pub enum StoreError {
     TagNotFound,
     #[error("a customer with this id already exists")]
     CustomerExists,
+    /// The customer changed since the writer read it.
+    #[error("the customer is at version {current}")]
+    StaleVersion { current: i64 },
+    /// Row `row` of an import batch could not be written; nothing of the
+    /// batch was.
+    #[error("row {row} of the batch: {source}")]
+    BatchRow {
+        row: usize,
+        #[source]
+        source: Box<StoreError>,
+    },
     /// `index` is the phone's position in the written customer's list.
     #[error("phone {index} is owned by another customer")]
     PhoneTaken { index: usize },
@@ -370,6 +485,105 @@ impl Store for Backend {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         dispatch!(self.record_campaign_exposure(customer_id, exposure, now))
+    }
+
+    async fn update_customer(
+        &self,
+        customer_id: &str,
+        expected_version: i64,
+        patch: &CustomerPatch,
+        now: DateTime<Utc>,
+    ) -> Result<Customer, StoreError> {
+        dispatch!(self.update_customer(customer_id, expected_version, patch, now))
+    }
+
+    async fn list_contacts(
+        &self,
+        customer_id: &str,
+        after: Option<&ContactCursor>,
+        limit: u32,
+    ) -> Result<Vec<Contact>, StoreError> {
+        dispatch!(self.list_contacts(customer_id, after, limit))
+    }
+
+    async fn add_care_note(
+        &self,
+        note: &NewCareNote,
+        now: DateTime<Utc>,
+    ) -> Result<CareNote, StoreError> {
+        dispatch!(self.add_care_note(note, now))
+    }
+
+    async fn set_preferences(
+        &self,
+        customer_id: &str,
+        preferences: &Preferences,
+        now: DateTime<Utc>,
+    ) -> Result<Customer, StoreError> {
+        dispatch!(self.set_preferences(customer_id, preferences, now))
+    }
+
+    async fn set_consent(
+        &self,
+        customer_id: &str,
+        consent: &Consent,
+        now: DateTime<Utc>,
+    ) -> Result<Customer, StoreError> {
+        dispatch!(self.set_consent(customer_id, consent, now))
+    }
+
+    async fn search_customers(
+        &self,
+        filter: &SearchFilter,
+        after: Option<&str>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Customer>, StoreError> {
+        dispatch!(self.search_customers(filter, after, limit, now))
+    }
+
+    async fn export_profiles(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Profile>, StoreError> {
+        dispatch!(self.export_profiles(after, limit, now))
+    }
+
+    async fn changes_after(&self, after: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
+        dispatch!(self.changes_after(after, limit))
+    }
+
+    async fn erase_customer(
+        &self,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.erase_customer(customer_id, now))
+    }
+
+    async fn export_customer(
+        &self,
+        customer_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<CustomerExport, StoreError> {
+        dispatch!(self.export_customer(customer_id, now))
+    }
+
+    async fn customer_rows(
+        &self,
+        customer_id: &str,
+    ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+        dispatch!(self.customer_rows(customer_id))
+    }
+
+    async fn import_batch(
+        &self,
+        batch: &[ImportCustomer],
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.import_batch(batch, now))
     }
 }
 

@@ -106,4 +106,23 @@ impl PostgresStore {
     }
 }
 
+/// The advisory lock that orders the outbox (an arbitrary constant key).
+const OUTBOX_LOCK: i64 = 0x7261_7070_6f72_7431; // "rapport1"
+
+/// Serializes the last step of writers that append to the outbox.
+///
+/// An identity value is taken at insert time but becomes visible at
+/// commit, so without this a reader could see change 11 before change 10
+/// commits, move its resume token past 10 and never see it. Holding a
+/// transaction-scoped lock from before the insert until the commit makes
+/// ids commit in order. Writers take it as their last statement, so it is
+/// held only for the insert and the commit.
+async fn lock_outbox(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(OUTBOX_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 super::sql::sql_store!(PostgresStore);

@@ -40,7 +40,8 @@ macro_rules! sql_store {
         use $crate::model::{
             CampaignExposure, Contact, Customer, CustomerInput, Event, HistorySummary, NewEvent,
             NewTag, NeedWeight, Phone, Preferences, Consent, Profile, PublicInfluence, Tag,
-            WaitEvidence, limits,
+            WaitEvidence, limits, tier, ChangeKind, CareNote, Change, ContactCursor, CustomerExport,
+            CustomerPatch, ImportCustomer, NewCareNote, SearchFilter, PhoneInput,
         };
         use rapport_kit::phone::E164;
         use $crate::store::codec;
@@ -87,6 +88,8 @@ macro_rules! sql_store {
                 let customer = load_customer(&mut tx, &input.customer_id, now)
                     .await?
                     .ok_or(StoreError::CustomerNotFound)?;
+                record_change(&mut tx, &input.customer_id, ChangeKind::CustomerUpserted, "", now)
+                    .await?;
                 tx.commit().await?;
                 Ok(customer)
             }
@@ -101,6 +104,8 @@ macro_rules! sql_store {
                 let customer = load_customer(&mut tx, &input.customer_id, now)
                     .await?
                     .ok_or(StoreError::CustomerNotFound)?;
+                record_change(&mut tx, &input.customer_id, ChangeKind::CustomerUpserted, "", now)
+                    .await?;
                 tx.commit().await?;
                 Ok(customer)
             }
@@ -114,6 +119,7 @@ macro_rules! sql_store {
                 let mut tx = self.begin_write().await?;
                 bump_version(&mut tx, customer_id, now).await?;
                 let stored = insert_tags(&mut tx, customer_id, tags, now).await?;
+                record_change(&mut tx, customer_id, ChangeKind::CustomerUpserted, "", now).await?;
                 tx.commit().await?;
                 Ok(stored)
             }
@@ -136,6 +142,7 @@ macro_rules! sql_store {
                 if deleted.rows_affected() == 0 {
                     return Err(StoreError::TagNotFound);
                 }
+                record_change(&mut tx, customer_id, ChangeKind::CustomerUpserted, "", now).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -178,8 +185,29 @@ macro_rules! sql_store {
                 .bind(ts(now))
                 .execute(&mut *tx)
                 .await?;
+                let created = inserted.rows_affected() == 1;
+                if created {
+                    // The maintained aggregate the hot path reads instead of
+                    // counting the history.
+                    sqlx::query(
+                        "UPDATE customers SET total_contacts = total_contacts + 1, \
+                         last_contact_at = CASE WHEN last_contact_at IS NULL \
+                         OR last_contact_at < $2 THEN $2 ELSE last_contact_at END \
+                         WHERE customer_id = $1",
+                    )
+                    .bind(customer_id)
+                    .bind(ts(contact.started_at))
+                    .execute(&mut *tx)
+                    .await?;
+                    let kind = if contact.complaint {
+                        ChangeKind::Complaint
+                    } else {
+                        ChangeKind::ContactRecorded
+                    };
+                    record_change(&mut tx, customer_id, kind, &contact.contact_id, now).await?;
+                }
                 tx.commit().await?;
-                Ok(inserted.rows_affected() == 1)
+                Ok(created)
             }
 
             async fn record_event(
@@ -194,7 +222,7 @@ macro_rules! sql_store {
                     .event_id
                     .clone()
                     .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-                sqlx::query(
+                let inserted = sqlx::query(
                     "INSERT INTO events (customer_id, event_id, kind, detail, occurred_at, \
                      recorded_at) VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (customer_id, event_id) DO NOTHING",
@@ -206,7 +234,8 @@ macro_rules! sql_store {
                 .bind(ts(event.occurred_at))
                 .bind(ts(now))
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
                 // Read it back: on a repeat, the first recording wins.
                 let row = sqlx::query(
                     "SELECT event_id, kind, detail, occurred_at FROM events \
@@ -217,6 +246,10 @@ macro_rules! sql_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let stored = event_from_row(&row)?;
+                if inserted == 1 {
+                    record_change(&mut tx, customer_id, ChangeKind::EventRecorded, &event_id, now)
+                        .await?;
+                }
                 tx.commit().await?;
                 Ok(stored)
             }
@@ -229,7 +262,7 @@ macro_rules! sql_store {
             ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
                 ensure_customer(&mut tx, customer_id).await?;
-                sqlx::query(
+                let inserted = sqlx::query(
                     "INSERT INTO campaign_exposures (customer_id, campaign_id, channel, title, \
                      sent_at, recorded_at) VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (customer_id, campaign_id, channel, sent_at) DO NOTHING",
@@ -242,8 +275,448 @@ macro_rules! sql_store {
                 .bind(ts(now))
                 .execute(&mut *tx)
                 .await?;
+                if inserted.rows_affected() == 1 {
+                    record_change(
+                        &mut tx,
+                        customer_id,
+                        ChangeKind::CampaignRecorded,
+                        &exposure.campaign_id,
+                        now,
+                    )
+                    .await?;
+                }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn update_customer(
+                &self,
+                customer_id: &str,
+                expected_version: i64,
+                patch: &CustomerPatch,
+                now: DateTime<Utc>,
+            ) -> Result<Customer, StoreError> {
+                let mut tx = self.begin_write().await?;
+                // Compare-and-set on the version. In PostgreSQL a second
+                // writer with the same expected version waits for the row
+                // lock, then re-checks the condition against the committed
+                // version and updates nothing: exactly one of them wins.
+                let bumped = sqlx::query(
+                    "UPDATE customers SET version = version + 1, updated_at = $3 \
+                     WHERE customer_id = $1 AND version = $2",
+                )
+                .bind(customer_id)
+                .bind(expected_version)
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
+                if bumped.rows_affected() == 0 {
+                    let current: Option<i64> =
+                        sqlx::query_scalar("SELECT version FROM customers WHERE customer_id = $1")
+                            .bind(customer_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    return Err(match current {
+                        None => StoreError::CustomerNotFound,
+                        Some(current) => StoreError::StaleVersion { current },
+                    });
+                }
+                let stored = load_customer(&mut tx, customer_id, now)
+                    .await?
+                    .ok_or(StoreError::CustomerNotFound)?;
+                let mut input = input_of(&stored)?;
+                patch.apply(&mut input);
+                write_customer(&mut tx, &input, now, WriteMode::Patch).await?;
+                let customer = load_customer(&mut tx, customer_id, now)
+                    .await?
+                    .ok_or(StoreError::CustomerNotFound)?;
+                record_change(&mut tx, customer_id, ChangeKind::CustomerUpserted, "", now).await?;
+                tx.commit().await?;
+                Ok(customer)
+            }
+
+            async fn list_contacts(
+                &self,
+                customer_id: &str,
+                after: Option<&ContactCursor>,
+                limit: u32,
+            ) -> Result<Vec<Contact>, StoreError> {
+                let mut tx = self.begin_read().await?;
+                ensure_customer(&mut tx, customer_id).await?;
+                let rows = match after {
+                    None => {
+                        sqlx::query(concat!(
+                            "SELECT ",
+                            $crate::store::sql::contact_columns!(),
+                            " FROM contacts WHERE customer_id = $1 \
+                             ORDER BY started_at DESC, contact_id DESC LIMIT $2"
+                        ))
+                        .bind(customer_id)
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *tx)
+                        .await?
+                    }
+                    Some(cursor) => {
+                        // Keyset pagination on the index order: stable while
+                        // contacts are added (newer ones land before the
+                        // cursor, never shift later pages).
+                        sqlx::query(concat!(
+                            "SELECT ",
+                            $crate::store::sql::contact_columns!(),
+                            " FROM contacts WHERE customer_id = $1 \
+                             AND (started_at < $2 OR (started_at = $2 AND contact_id < $3)) \
+                             ORDER BY started_at DESC, contact_id DESC LIMIT $4"
+                        ))
+                        .bind(customer_id)
+                        .bind(ts(cursor.started_at))
+                        .bind(&cursor.contact_id)
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *tx)
+                        .await?
+                    }
+                };
+                let contacts = rows
+                    .iter()
+                    .map(contact_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                tx.commit().await?;
+                Ok(contacts)
+            }
+
+            async fn add_care_note(
+                &self,
+                note: &NewCareNote,
+                now: DateTime<Utc>,
+            ) -> Result<CareNote, StoreError> {
+                let mut tx = self.begin_write().await?;
+                ensure_customer(&mut tx, &note.customer_id).await?;
+                if let Some(note_id) = &note.note_id {
+                    // A repeat (e.g. a retried outcome) returns the first
+                    // note and adds no tags twice.
+                    if let Some(existing) = load_note(&mut tx, &note.customer_id, note_id).await? {
+                        tx.commit().await?;
+                        return Ok(existing);
+                    }
+                }
+                let note_id = note
+                    .note_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+                let added_tags = if note.added_tags.is_empty() {
+                    Vec::new()
+                } else {
+                    bump_version(&mut tx, &note.customer_id, now).await?;
+                    insert_tags(&mut tx, &note.customer_id, &note.added_tags, now).await?
+                };
+                sqlx::query(
+                    "INSERT INTO care_notes (customer_id, note_id, contact_id, author, text, \
+                     topics, added_tags, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&note.customer_id)
+                .bind(&note_id)
+                .bind(&note.contact_id)
+                .bind(&note.author)
+                .bind(&note.text)
+                .bind(codec::topics(&note.topics)?)
+                .bind(codec::note_tags(&added_tags)?)
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
+                let stored = load_note(&mut tx, &note.customer_id, &note_id)
+                    .await?
+                    .ok_or(StoreError::CustomerNotFound)?;
+                record_change(&mut tx, &note.customer_id, ChangeKind::CareNoteAdded, &note_id, now)
+                    .await?;
+                tx.commit().await?;
+                Ok(stored)
+            }
+
+            async fn set_preferences(
+                &self,
+                customer_id: &str,
+                preferences: &Preferences,
+                now: DateTime<Utc>,
+            ) -> Result<Customer, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(
+                    "UPDATE customers SET preferred_agent_id = $2, \
+                     dedicated_field_manager_id = $3, preferred_channel = $4, \
+                     contact_windows = $5, preferred_language = $6, \
+                     version = version + 1, updated_at = $7 WHERE customer_id = $1",
+                )
+                .bind(customer_id)
+                .bind(&preferences.preferred_agent_id)
+                .bind(&preferences.dedicated_field_manager_id)
+                .bind(preferences.preferred_channel.map(codec::channel))
+                .bind(codec::windows(&preferences.contact_windows)?)
+                .bind(&preferences.language)
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::CustomerNotFound);
+                }
+                let customer = load_customer(&mut tx, customer_id, now)
+                    .await?
+                    .ok_or(StoreError::CustomerNotFound)?;
+                record_change(&mut tx, customer_id, ChangeKind::PreferencesChanged, "", now)
+                    .await?;
+                tx.commit().await?;
+                Ok(customer)
+            }
+
+            async fn set_consent(
+                &self,
+                customer_id: &str,
+                consent: &Consent,
+                now: DateTime<Utc>,
+            ) -> Result<Customer, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let updated = sqlx::query(
+                    "UPDATE customers SET care_calls_consent = $2, do_not_call = $3, \
+                     do_not_call_source = $4, do_not_call_at = $5, \
+                     version = version + 1, updated_at = $6 WHERE customer_id = $1",
+                )
+                .bind(customer_id)
+                .bind(consent.care_calls)
+                .bind(consent.do_not_call)
+                .bind(&consent.do_not_call_source)
+                .bind(consent.do_not_call_at.map(ts))
+                .bind(ts(now))
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    return Err(StoreError::CustomerNotFound);
+                }
+                let customer = load_customer(&mut tx, customer_id, now)
+                    .await?
+                    .ok_or(StoreError::CustomerNotFound)?;
+                record_change(&mut tx, customer_id, ChangeKind::ConsentChanged, "", now).await?;
+                tx.commit().await?;
+                Ok(customer)
+            }
+
+            async fn search_customers(
+                &self,
+                filter: &SearchFilter,
+                after: Option<&str>,
+                limit: u32,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<Customer>, StoreError> {
+                let mut tx = self.begin_read().await?;
+                // Keyset on customer_id: each criterion is an indexed
+                // lookup ((segment|tier, customer_id), (need, customer_id),
+                // (kind, customer_id)), so a page costs its size, not the
+                // number of customers before it.
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "SELECT c.customer_id FROM customers c WHERE 1 = 1",
+                );
+                if let Some(segment) = &filter.segment {
+                    q.push(" AND c.segment = ").push_bind(segment.as_str());
+                }
+                if let Some(tier) = filter.tier {
+                    q.push(" AND c.tier = ").push_bind(codec::tier(tier));
+                }
+                if let Some(need) = filter.need {
+                    q.push(
+                        " AND EXISTS (SELECT 1 FROM customer_needs n \
+                         WHERE n.customer_id = c.customer_id AND n.need = ",
+                    )
+                    .push_bind(codec::need(need))
+                    .push(")");
+                }
+                if let Some(kind) = filter.tag_kind {
+                    q.push(
+                        " AND EXISTS (SELECT 1 FROM tags t \
+                         WHERE t.customer_id = c.customer_id AND t.kind = ",
+                    )
+                    .push_bind(codec::tag_kind(kind))
+                    .push(" AND (t.expires_at IS NULL OR t.expires_at > ")
+                    .push_bind(ts(now))
+                    .push("))");
+                }
+                if let Some(after) = after {
+                    q.push(" AND c.customer_id > ").push_bind(after);
+                }
+                q.push(" ORDER BY c.customer_id LIMIT ")
+                    .push_bind(i64::from(limit));
+                let ids: Vec<String> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                let mut customers = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    if let Some(c) = load_customer(&mut tx, id, now).await? {
+                        customers.push(c);
+                    }
+                }
+                tx.commit().await?;
+                Ok(customers)
+            }
+
+            async fn export_profiles(
+                &self,
+                after: Option<&str>,
+                limit: u32,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<Profile>, StoreError> {
+                let mut tx = self.begin_read().await?;
+                let ids: Vec<String> = sqlx::query_scalar(
+                    "SELECT customer_id FROM customers WHERE customer_id > $1 \
+                     ORDER BY customer_id LIMIT $2",
+                )
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut profiles = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    profiles.push(load_profile(&mut tx, id, now).await?);
+                }
+                tx.commit().await?;
+                Ok(profiles)
+            }
+
+            async fn changes_after(
+                &self,
+                after: i64,
+                limit: u32,
+            ) -> Result<Vec<Change>, StoreError> {
+                let rows = sqlx::query(
+                    "SELECT change_id, customer_id, kind, ref_id, at FROM changes \
+                     WHERE change_id > $1 ORDER BY change_id LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(Change {
+                            change_id: r.try_get("change_id")?,
+                            customer_id: r.try_get("customer_id")?,
+                            kind: codec::parse_change_kind(&r.try_get::<String, _>("kind")?)?,
+                            ref_id: r.try_get("ref_id")?,
+                            at: from_ts(r.try_get::<Ts, _>("at")?)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn erase_customer(
+                &self,
+                customer_id: &str,
+                now: DateTime<Utc>,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                ensure_customer(&mut tx, customer_id).await?;
+                // Child tables one by one (rather than relying on the
+                // cascade) to count what was removed; the outbox has no
+                // foreign key and is cleared the same way.
+                let mut removed = 0;
+                for table in CUSTOMER_TABLES {
+                    removed += sqlx::query(&format!("DELETE FROM {table} WHERE customer_id = $1"))
+                        .bind(customer_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                // Consumers must learn of the erasure to drop what they
+                // derived; the marker carries the id only.
+                record_change(&mut tx, customer_id, ChangeKind::Erased, "", now).await?;
+                tx.commit().await?;
+                Ok(removed)
+            }
+
+            async fn export_customer(
+                &self,
+                customer_id: &str,
+                _now: DateTime<Utc>,
+            ) -> Result<CustomerExport, StoreError> {
+                let mut tx = self.begin_read().await?;
+                // Expired tags are still stored, so they are exported too:
+                // read as of the epoch, before any tag can expire.
+                let customer = load_customer(&mut tx, customer_id, DateTime::<Utc>::UNIX_EPOCH)
+                    .await?
+                    .ok_or(StoreError::CustomerNotFound)?;
+                let contacts = sqlx::query(concat!(
+                    "SELECT ",
+                    $crate::store::sql::contact_columns!(),
+                    " FROM contacts WHERE customer_id = $1 \
+                     ORDER BY started_at DESC, contact_id DESC"
+                ))
+                .bind(customer_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(contact_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+                let care_notes = sqlx::query(
+                    "SELECT customer_id, note_id, contact_id, author, text, topics, added_tags, \
+                     created_at FROM care_notes WHERE customer_id = $1 \
+                     ORDER BY created_at DESC, note_id DESC",
+                )
+                .bind(customer_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(note_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+                let events = sqlx::query(
+                    "SELECT event_id, kind, detail, occurred_at FROM events \
+                     WHERE customer_id = $1 ORDER BY occurred_at DESC, event_id DESC",
+                )
+                .bind(customer_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(event_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+                let campaigns = sqlx::query(
+                    "SELECT campaign_id, title, channel, sent_at FROM campaign_exposures \
+                     WHERE customer_id = $1 ORDER BY sent_at DESC, campaign_id DESC",
+                )
+                .bind(customer_id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(campaign_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+                tx.commit().await?;
+                Ok(CustomerExport {
+                    customer,
+                    contacts,
+                    care_notes,
+                    events,
+                    campaigns,
+                })
+            }
+
+            async fn customer_rows(
+                &self,
+                customer_id: &str,
+            ) -> Result<Vec<(&'static str, u64)>, StoreError> {
+                let mut tx = self.begin_read().await?;
+                let mut counts = Vec::with_capacity(CUSTOMER_TABLES.len());
+                for table in CUSTOMER_TABLES {
+                    let n: i64 = sqlx::query_scalar(&format!(
+                        "SELECT COUNT(*) FROM {table} WHERE customer_id = $1"
+                    ))
+                    .bind(customer_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    counts.push((table, u64::try_from(n).unwrap_or(0)));
+                }
+                tx.commit().await?;
+                Ok(counts)
+            }
+
+            async fn import_batch(
+                &self,
+                batch: &[ImportCustomer],
+                now: DateTime<Utc>,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let contacts = import_rows(&mut tx, batch, now).await?;
+                tx.commit().await?;
+                Ok(contacts)
             }
         }
 
@@ -253,6 +726,9 @@ macro_rules! sql_store {
             Create,
             /// Replace an existing customer, keeping its creation time.
             Upsert,
+            /// Replace an existing customer whose version the caller has
+            /// already bumped (compare-and-set in `update_customer`).
+            Patch,
         }
 
         /// NOT_FOUND unless the customer exists. Foreign keys would refuse
@@ -300,9 +776,9 @@ macro_rules! sql_store {
                 contribution, potential_value, segment, social_followers, media_presence, \
                 preferred_agent_id, dedicated_field_manager_id, preferred_channel, \
                 contact_windows, preferred_language, care_calls_consent, do_not_call, \
-                do_not_call_source, do_not_call_at, version, created_at, updated_at) \
+                do_not_call_source, do_not_call_at, version, created_at, updated_at, tier) \
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, 1, $27, $27) ";
+                $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, 1, $27, $27, $28) ";
             const ON_CONFLICT_REPLACE: &str = "ON CONFLICT (customer_id) DO UPDATE SET \
                 name = excluded.name, form_of_address = excluded.form_of_address, \
                 locale = excluded.locale, language = excluded.language, \
@@ -320,8 +796,9 @@ macro_rules! sql_store {
                 care_calls_consent = excluded.care_calls_consent, \
                 do_not_call = excluded.do_not_call, \
                 do_not_call_source = excluded.do_not_call_source, \
-                do_not_call_at = excluded.do_not_call_at, \
-                version = customers.version + 1, updated_at = excluded.updated_at";
+                do_not_call_at = excluded.do_not_call_at, tier = excluded.tier, \
+                updated_at = excluded.updated_at";
+            const BUMP: &str = ", version = customers.version + 1";
             const ON_CONFLICT_REFUSE: &str = "ON CONFLICT (customer_id) DO NOTHING";
 
             let followers = i64::try_from(c.public_influence.social_followers).map_err(|_| {
@@ -330,7 +807,8 @@ macro_rules! sql_store {
             let windows = codec::windows(&c.preferences.contact_windows)?;
             let sql = match mode {
                 WriteMode::Create => [INSERT, ON_CONFLICT_REFUSE].concat(),
-                WriteMode::Upsert => [INSERT, ON_CONFLICT_REPLACE].concat(),
+                WriteMode::Upsert => [INSERT, ON_CONFLICT_REPLACE, BUMP].concat(),
+                WriteMode::Patch => [INSERT, ON_CONFLICT_REPLACE].concat(),
             };
             let written = sqlx::query(&sql)
                 .bind(&c.customer_id)
@@ -360,6 +838,7 @@ macro_rules! sql_store {
                 .bind(&c.consent.do_not_call_source)
                 .bind(c.consent.do_not_call_at.map(ts))
                 .bind(ts(now))
+                .bind(codec::tier(tier::of(c.assets, c.contribution, c.potential_value)))
                 .execute(&mut *conn)
                 .await?;
             if written.rows_affected() == 0 {
@@ -465,10 +944,10 @@ macro_rules! sql_store {
             customer_id: &str,
             now: DateTime<Utc>,
         ) -> Result<Profile, StoreError> {
-            let customer = load_customer(conn, customer_id, now)
+            let (customer, totals) = load_customer_with_totals(conn, customer_id, now)
                 .await?
                 .ok_or(StoreError::CustomerNotFound)?;
-            let summary = load_summary(conn, customer_id, now).await?;
+            let summary = load_summary(conn, customer_id, totals, now).await?;
             Ok(Profile { customer, summary })
         }
 
@@ -477,14 +956,26 @@ macro_rules! sql_store {
             customer_id: &str,
             now: DateTime<Utc>,
         ) -> Result<Option<Customer>, StoreError> {
+            Ok(load_customer_with_totals(conn, customer_id, now)
+                .await?
+                .map(|(customer, _)| customer))
+        }
+
+        /// The customer and its maintained contact totals (count, last
+        /// contact), read with the customer row itself.
+        async fn load_customer_with_totals(
+            conn: &mut Conn,
+            customer_id: &str,
+            now: DateTime<Utc>,
+        ) -> Result<Option<(Customer, (u32, Option<DateTime<Utc>>))>, StoreError> {
             let Some(row) = sqlx::query(
                 "SELECT customer_id, name, form_of_address, locale, language, dialect, region, \
                  city, time_zone, age_band, occupation, assets, contribution, potential_value, \
                  segment, social_followers, media_presence, preferred_agent_id, \
                  dedicated_field_manager_id, preferred_channel, contact_windows, \
                  preferred_language, care_calls_consent, do_not_call, do_not_call_source, \
-                 do_not_call_at, version, created_at, updated_at \
-                 FROM customers WHERE customer_id = $1",
+                 do_not_call_at, version, created_at, updated_at, total_contacts, \
+                 last_contact_at FROM customers WHERE customer_id = $1",
             )
             .bind(customer_id)
             .fetch_optional(&mut *conn)
@@ -549,7 +1040,13 @@ macro_rules! sql_store {
             .collect::<Result<Vec<_>, StoreError>>()?;
 
             let followers: i64 = row.try_get("social_followers")?;
-            Ok(Some(Customer {
+            let totals = (
+                codec::count(row.try_get::<i64, _>("total_contacts")?),
+                row.try_get::<Option<Ts>, _>("last_contact_at")?
+                    .map(from_ts)
+                    .transpose()?,
+            );
+            Ok(Some((Customer {
                 customer_id: row.try_get("customer_id")?,
                 name: row.try_get("name")?,
                 form_of_address: row.try_get("form_of_address")?,
@@ -598,27 +1095,22 @@ macro_rules! sql_store {
                 version: row.try_get("version")?,
                 created_at: from_ts(row.try_get::<Ts, _>("created_at")?)?,
                 updated_at: from_ts(row.try_get::<Ts, _>("updated_at")?)?,
-            }))
+            }, totals)))
         }
 
         async fn load_summary(
             conn: &mut Conn,
             customer_id: &str,
+            (total_contacts, last_contact_at): (u32, Option<DateTime<Utc>>),
             now: DateTime<Utc>,
         ) -> Result<HistorySummary, StoreError> {
             let since_7d = ts(now - chrono::Duration::days(7));
             let since_30d = ts(now - chrono::Duration::days(30));
             let since_90d = ts(now - chrono::Duration::days(90));
 
-            // Totals over the whole history come from the index alone
-            // (customer_id, started_at), without reading contact rows.
-            let totals = sqlx::query(
-                "SELECT COUNT(*) AS total, MAX(started_at) AS last_at \
-                 FROM contacts WHERE customer_id = $1",
-            )
-            .bind(customer_id)
-            .fetch_one(&mut *conn)
-            .await?;
+            // Totals over the whole history are maintained on the customer
+            // row by every recorded contact (and recounted by the bulk
+            // import), so nothing here grows with the history's length.
 
             // Every windowed counter in one pass over the last 90 days of
             // the customer's index range.
@@ -747,7 +1239,7 @@ macro_rules! sql_store {
                 contacts_7d: get("c7")?,
                 contacts_30d: get("c30")?,
                 contacts_90d: get("c90")?,
-                total_contacts: codec::count(totals.try_get::<i64, _>("total")?),
+                total_contacts,
                 complaints_90d: get("complaints")?,
                 escalation_threats_90d: get("threats")?,
                 abandoned_90d: get("abandoned")?,
@@ -755,15 +1247,439 @@ macro_rules! sql_store {
                 compensation_asked_90d: get("compensation")?,
                 mean_handle_s_90d: mean_handle,
                 waits_before_complaints: waits,
-                last_contact_at: totals
-                    .try_get::<Option<Ts>, _>("last_at")?
-                    .map(from_ts)
-                    .transpose()?,
+                last_contact_at,
                 recent_contacts,
                 recent_events,
                 recent_campaigns,
                 affinity_agent_ids,
             })
+        }
+
+        /// Every table holding a customer's rows, children first; the order
+        /// erase deletes in.
+        const CUSTOMER_TABLES: [&str; 9] = [
+            "contacts",
+            "events",
+            "campaign_exposures",
+            "care_notes",
+            "tags",
+            "phones",
+            "customer_needs",
+            "changes",
+            "customers",
+        ];
+
+        /// Appends one change to the outbox. Called last in a write
+        /// transaction: the backend's `lock_outbox` makes change ids become
+        /// visible in id order (see the backend module), and holding that
+        /// lock only until the commit right after keeps writers flowing.
+        async fn record_change(
+            conn: &mut Conn,
+            customer_id: &str,
+            kind: ChangeKind,
+            ref_id: &str,
+            now: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            lock_outbox(conn).await?;
+            sqlx::query("INSERT INTO changes (customer_id, kind, ref_id, at) VALUES ($1, $2, $3, $4)")
+                .bind(customer_id)
+                .bind(codec::change_kind(kind))
+                .bind(ref_id)
+                .bind(ts(now))
+                .execute(&mut *conn)
+                .await?;
+            Ok(())
+        }
+
+        /// The stored customer as a write input (tags kept), for patching.
+        fn input_of(c: &Customer) -> Result<CustomerInput, StoreError> {
+            let phones = c
+                .phones
+                .iter()
+                .map(|p| {
+                    // Stored numbers are E.164 already; re-parsing only
+                    // restores the type.
+                    rapport_kit::phone::normalize(&p.number, rapport_kit::phone::Region::CN)
+                        .map(|number| PhoneInput {
+                            number,
+                            label: p.label.clone(),
+                        })
+                        .map_err(|_| StoreError::Corrupt("a stored phone is not E.164".into()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(CustomerInput {
+                customer_id: c.customer_id.clone(),
+                name: c.name.clone(),
+                form_of_address: c.form_of_address.clone(),
+                locale: c.locale.clone(),
+                language: c.language.clone(),
+                dialect: c.dialect.clone(),
+                region: c.region.clone(),
+                city: c.city.clone(),
+                time_zone: c.time_zone.clone(),
+                age_band: c.age_band.clone(),
+                occupation: c.occupation.clone(),
+                assets: c.assets,
+                contribution: c.contribution,
+                potential_value: c.potential_value,
+                segment: c.segment.clone(),
+                declared_needs: c.declared_needs.clone(),
+                public_influence: c.public_influence,
+                phones,
+                tags: None,
+                preferences: c.preferences.clone(),
+                consent: c.consent.clone(),
+            })
+        }
+
+        async fn load_note(
+            conn: &mut Conn,
+            customer_id: &str,
+            note_id: &str,
+        ) -> Result<Option<CareNote>, StoreError> {
+            sqlx::query(
+                "SELECT customer_id, note_id, contact_id, author, text, topics, added_tags, \
+                 created_at FROM care_notes WHERE customer_id = $1 AND note_id = $2",
+            )
+            .bind(customer_id)
+            .bind(note_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .as_ref()
+            .map(note_from_row)
+            .transpose()
+        }
+
+        fn note_from_row(r: &DbRow) -> Result<CareNote, StoreError> {
+            Ok(CareNote {
+                note_id: r.try_get("note_id")?,
+                customer_id: r.try_get("customer_id")?,
+                contact_id: r.try_get("contact_id")?,
+                author: r.try_get("author")?,
+                text: r.try_get("text")?,
+                topics: codec::parse_topics(&r.try_get::<String, _>("topics")?)?,
+                added_tags: codec::parse_note_tags(&r.try_get::<String, _>("added_tags")?)?,
+                created_at: from_ts(r.try_get::<Ts, _>("created_at")?)?,
+            })
+        }
+
+        fn campaign_from_row(r: &DbRow) -> Result<CampaignExposure, StoreError> {
+            Ok(CampaignExposure {
+                campaign_id: r.try_get("campaign_id")?,
+                title: r.try_get("title")?,
+                channel: codec::parse_channel(&r.try_get::<String, _>("channel")?)?,
+                sent_at: from_ts(r.try_get::<Ts, _>("sent_at")?)?,
+            })
+        }
+
+        /// Rows per multi-row INSERT: below SQLite's 32,766 and
+        /// PostgreSQL's 65,535 bound parameters for the widest table.
+        const CUSTOMERS_PER_INSERT: usize = 500;
+        const ROWS_PER_INSERT: usize = 1_000;
+
+        /// Writes a batch of whole customers with set-based statements
+        /// (one multi-row statement per table and chunk, instead of several
+        /// per customer). Same effect as an upsert of each customer plus
+        /// recording its contacts: contacts are idempotent on their ids,
+        /// and the maintained totals are recounted for the batch, so
+        /// replaying a batch after a crash changes nothing. A phone owned
+        /// by another customer fails the whole batch with the row named.
+        /// Returns how many contacts were new.
+        async fn import_rows(
+            conn: &mut Conn,
+            batch: &[ImportCustomer],
+            now: DateTime<Utc>,
+        ) -> Result<u64, StoreError> {
+            if batch.is_empty() {
+                return Ok(0);
+            }
+            let windows = batch
+                .iter()
+                .map(|ic| codec::windows(&ic.customer.preferences.contact_windows))
+                .collect::<Result<Vec<_>, _>>()?;
+            let followers = batch
+                .iter()
+                .map(|ic| {
+                    i64::try_from(ic.customer.public_influence.social_followers).map_err(|_| {
+                        StoreError::Corrupt("social_followers exceeds the storable range".into())
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let rows: Vec<(usize, &ImportCustomer)> = batch.iter().enumerate().collect();
+            for chunk in rows.chunks(CUSTOMERS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO customers (customer_id, name, form_of_address, locale, \
+                     language, dialect, region, city, time_zone, age_band, occupation, assets, \
+                     contribution, potential_value, segment, social_followers, media_presence, \
+                     preferred_agent_id, dedicated_field_manager_id, preferred_channel, \
+                     contact_windows, preferred_language, care_calls_consent, do_not_call, \
+                     do_not_call_source, do_not_call_at, version, created_at, updated_at, tier) ",
+                );
+                q.push_values(chunk, |mut b, (i, ic)| {
+                    let c = &ic.customer;
+                    b.push_bind(c.customer_id.as_str())
+                        .push_bind(c.name.as_str())
+                        .push_bind(c.form_of_address.as_str())
+                        .push_bind(c.locale.as_str())
+                        .push_bind(c.language.as_str())
+                        .push_bind(c.dialect.as_str())
+                        .push_bind(c.region.as_str())
+                        .push_bind(c.city.as_str())
+                        .push_bind(c.time_zone.as_str())
+                        .push_bind(c.age_band.as_str())
+                        .push_bind(c.occupation.as_str())
+                        .push_bind(c.assets)
+                        .push_bind(c.contribution)
+                        .push_bind(c.potential_value)
+                        .push_bind(c.segment.as_str())
+                        .push_bind(followers[*i])
+                        .push_bind(c.public_influence.media_presence)
+                        .push_bind(c.preferences.preferred_agent_id.as_str())
+                        .push_bind(c.preferences.dedicated_field_manager_id.as_str())
+                        .push_bind(c.preferences.preferred_channel.map(codec::channel))
+                        .push_bind(windows[*i].as_str())
+                        .push_bind(c.preferences.language.as_str())
+                        .push_bind(c.consent.care_calls)
+                        .push_bind(c.consent.do_not_call)
+                        .push_bind(c.consent.do_not_call_source.as_str())
+                        .push_bind(c.consent.do_not_call_at.map(ts))
+                        .push_bind(1_i64)
+                        .push_bind(ts(now))
+                        .push_bind(ts(now))
+                        .push_bind(codec::tier(tier::of(
+                            c.assets,
+                            c.contribution,
+                            c.potential_value,
+                        )));
+                });
+                q.push(
+                    " ON CONFLICT (customer_id) DO UPDATE SET \
+                    name = excluded.name, form_of_address = excluded.form_of_address, \
+                    locale = excluded.locale, language = excluded.language, \
+                    dialect = excluded.dialect, region = excluded.region, city = excluded.city, \
+                    time_zone = excluded.time_zone, age_band = excluded.age_band, \
+                    occupation = excluded.occupation, assets = excluded.assets, \
+                    contribution = excluded.contribution, \
+                    potential_value = excluded.potential_value, segment = excluded.segment, \
+                    social_followers = excluded.social_followers, \
+                    media_presence = excluded.media_presence, \
+                    preferred_agent_id = excluded.preferred_agent_id, \
+                    dedicated_field_manager_id = excluded.dedicated_field_manager_id, \
+                    preferred_channel = excluded.preferred_channel, \
+                    contact_windows = excluded.contact_windows, \
+                    preferred_language = excluded.preferred_language, \
+                    care_calls_consent = excluded.care_calls_consent, \
+                    do_not_call = excluded.do_not_call, \
+                    do_not_call_source = excluded.do_not_call_source, \
+                    do_not_call_at = excluded.do_not_call_at, tier = excluded.tier, \
+                    updated_at = excluded.updated_at, version = customers.version + 1",
+                );
+                q.build().execute(&mut *conn).await?;
+            }
+
+            // Children are replaced whole, like an upsert does.
+            let ids: Vec<&str> = batch.iter().map(|ic| ic.customer.customer_id.as_str()).collect();
+            let with_tags: Vec<&str> = batch
+                .iter()
+                .filter(|ic| ic.customer.tags.is_some())
+                .map(|ic| ic.customer.customer_id.as_str())
+                .collect();
+            for (table, ids) in [("phones", &ids), ("customer_needs", &ids), ("tags", &with_tags)] {
+                for chunk in ids.chunks(ROWS_PER_INSERT) {
+                    let mut q = sqlx::QueryBuilder::<Db>::new(format!(
+                        "DELETE FROM {table} WHERE customer_id IN ("
+                    ));
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut *conn).await?;
+                }
+            }
+
+            // (row, phone index, phone)
+            let phones: Vec<(usize, usize, &PhoneInput)> = batch
+                .iter()
+                .enumerate()
+                .flat_map(|(row, ic)| {
+                    ic.customer
+                        .phones
+                        .iter()
+                        .enumerate()
+                        .map(move |(index, p)| (row, index, p))
+                })
+                .collect();
+            for chunk in phones.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO phones (number, customer_id, label, position) ",
+                );
+                q.push_values(chunk, |mut b, (row, index, p)| {
+                    b.push_bind(p.number.as_str())
+                        .push_bind(batch[*row].customer.customer_id.as_str())
+                        .push_bind(p.label.as_str())
+                        .push_bind(position(*index));
+                });
+                q.push(" ON CONFLICT (number) DO NOTHING");
+                let inserted = q.build().execute(&mut *conn).await?.rows_affected();
+                if usize::try_from(inserted).ok() != Some(chunk.len()) {
+                    return Err(taken_phone(conn, batch, chunk).await);
+                }
+            }
+
+            let needs: Vec<(&str, usize, &NeedWeight)> = batch
+                .iter()
+                .flat_map(|ic| {
+                    ic.customer
+                        .declared_needs
+                        .iter()
+                        .enumerate()
+                        .map(move |(i, n)| (ic.customer.customer_id.as_str(), i, n))
+                })
+                .collect();
+            for chunk in needs.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO customer_needs (customer_id, need, weight, position) ",
+                );
+                q.push_values(chunk, |mut b, (id, i, n)| {
+                    b.push_bind(*id)
+                        .push_bind(codec::need(n.need))
+                        .push_bind(n.weight)
+                        .push_bind(position(*i));
+                });
+                q.build().execute(&mut *conn).await?;
+            }
+
+            let tags: Vec<(&str, String, &NewTag)> = batch
+                .iter()
+                .flat_map(|ic| {
+                    ic.customer.tags.iter().flatten().map(move |t| {
+                        (
+                            ic.customer.customer_id.as_str(),
+                            uuid::Uuid::now_v7().to_string(),
+                            t,
+                        )
+                    })
+                })
+                .collect();
+            for chunk in tags.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO tags (tag_id, customer_id, kind, text, author, created_at, \
+                     expires_at) ",
+                );
+                q.push_values(chunk, |mut b, (id, tag_id, t)| {
+                    b.push_bind(tag_id.as_str())
+                        .push_bind(*id)
+                        .push_bind(codec::tag_kind(t.kind))
+                        .push_bind(t.text.as_str())
+                        .push_bind(t.author.as_str())
+                        .push_bind(ts(now))
+                        .push_bind(t.expires_at.map(ts));
+                });
+                q.build().execute(&mut *conn).await?;
+            }
+
+            let contacts: Vec<(&str, &Contact)> = batch
+                .iter()
+                .flat_map(|ic| {
+                    ic.contacts
+                        .iter()
+                        .map(move |c| (ic.customer.customer_id.as_str(), c))
+                })
+                .collect();
+            let mut new_contacts = 0;
+            for chunk in contacts.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO contacts (customer_id, contact_id, channel, direction, \
+                     started_at, ivr_selection, queue_wait_s, handle_s, agent_id, outcome, \
+                     complaint, escalation_threat, csat, solutions_offered, solutions_rejected, \
+                     compensation_asked, compensation_granted, notes, recorded_at) ",
+                );
+                q.push_values(chunk, |mut b, (id, c)| {
+                    b.push_bind(*id)
+                        .push_bind(c.contact_id.as_str())
+                        .push_bind(codec::channel(c.channel))
+                        .push_bind(codec::direction(c.direction))
+                        .push_bind(ts(c.started_at))
+                        .push_bind(c.ivr_selection.as_str())
+                        .push_bind(i64::from(c.queue_wait_s))
+                        .push_bind(i64::from(c.handle_s))
+                        .push_bind(c.agent_id.as_str())
+                        .push_bind(c.outcome.map(codec::outcome))
+                        .push_bind(c.complaint)
+                        .push_bind(c.escalation_threat)
+                        .push_bind(c.csat.map(i64::from))
+                        .push_bind(i64::from(c.solutions_offered))
+                        .push_bind(i64::from(c.solutions_rejected))
+                        .push_bind(c.compensation_asked)
+                        .push_bind(c.compensation_granted)
+                        .push_bind(c.notes.as_str())
+                        .push_bind(ts(now));
+                });
+                q.push(" ON CONFLICT (customer_id, contact_id) DO NOTHING");
+                new_contacts += q.build().execute(&mut *conn).await?.rows_affected();
+            }
+
+            // Recount rather than add: exact even when the batch replays
+            // contacts that were already stored.
+            for chunk in ids.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "UPDATE customers SET \
+                     total_contacts = (SELECT COUNT(*) FROM contacts c \
+                                       WHERE c.customer_id = customers.customer_id), \
+                     last_contact_at = (SELECT MAX(started_at) FROM contacts c \
+                                        WHERE c.customer_id = customers.customer_id) \
+                     WHERE customer_id IN (",
+                );
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                q.push(")");
+                q.build().execute(&mut *conn).await?;
+            }
+
+            lock_outbox(conn).await?;
+            for chunk in ids.chunks(ROWS_PER_INSERT) {
+                let mut q = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO changes (customer_id, kind, ref_id, at) ",
+                );
+                q.push_values(chunk, |mut b, id| {
+                    b.push_bind(*id)
+                        .push_bind(codec::change_kind(ChangeKind::CustomerUpserted))
+                        .push_bind("")
+                        .push_bind(ts(now));
+                });
+                q.build().execute(&mut *conn).await?;
+            }
+            Ok(new_contacts)
+        }
+
+        /// Which row of the batch lost a phone to another customer (or to
+        /// an earlier row of the same batch).
+        async fn taken_phone(
+            conn: &mut Conn,
+            batch: &[ImportCustomer],
+            chunk: &[(usize, usize, &PhoneInput)],
+        ) -> StoreError {
+            for (row, index, phone) in chunk {
+                let owner: Result<Option<String>, sqlx::Error> =
+                    sqlx::query_scalar("SELECT customer_id FROM phones WHERE number = $1")
+                        .bind(phone.number.as_str())
+                        .fetch_optional(&mut *conn)
+                        .await;
+                match owner {
+                    Err(e) => return e.into(),
+                    Ok(Some(owner)) if owner != batch[*row].customer.customer_id => {
+                        return StoreError::BatchRow {
+                            row: *row,
+                            source: Box::new(StoreError::PhoneTaken { index: *index }),
+                        };
+                    }
+                    Ok(_) => {}
+                }
+            }
+            StoreError::Corrupt("a phone insert was refused without a conflict".into())
         }
 
         fn contact_from_row(r: &DbRow) -> Result<Contact, StoreError> {

@@ -100,4 +100,11 @@ impl SqliteStore {
     }
 }
 
+/// Change ids already become visible in id order: SQLite has one writer
+/// at a time (`BEGIN IMMEDIATE`), so nothing needs locking.
+#[allow(clippy::unused_async)] // Same signature as the PostgreSQL backend.
+async fn lock_outbox(_: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
+    Ok(())
+}
+
 super::sql::sql_store!(SqliteStore);
