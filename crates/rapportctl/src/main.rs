@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod import;
+
 #[derive(Parser)]
 #[command(name = "rapportctl", version, about = "Rapport operator CLI")]
 struct Cli {
@@ -20,6 +22,9 @@ enum Command {
     /// scenario and route calls through the gRPC API; stops everything on
     /// exit or Ctrl-C.
     Demo,
+    /// Bulk-load customers, phones, tags and contacts (JSONL or CSV) into
+    /// the profile database, in resumable batches.
+    Import(import::Args),
     /// Check grpc.health.v1 of a service; exits non-zero unless SERVING.
     Health {
         /// Service address, e.g. http://127.0.0.1:50051.
@@ -45,6 +50,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo => rapportctl::demo::run().await,
+            Command::Import(args) => import::run(args).await,
             Command::Health {
                 addr,
                 service,

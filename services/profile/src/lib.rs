@@ -10,10 +10,12 @@
 //!   the store and maps store errors to statuses in exactly one place
 //!   (`error`).
 //!
-//! `GetProfile`, `LookupByPhone`, `UpsertCustomer`, `CreateCustomer`,
-//! `AddTags`, `RemoveTag` and `RecordContact` are implemented; the rest of
-//! the contract belongs to the profile-service issue and answers
-//! UNIMPLEMENTED until then.
+//! - [`input`]: the RPCs' validation, for the bulk importer.
+//!
+//! The whole `ProfileService` contract is implemented: the hot path
+//! (GetProfile, LookupByPhone) reads indexes and maintained aggregates
+//! only; every write is one transaction that also appends to the change
+//! feed (`WatchChanges`) when it changed something.
 
 mod config;
 mod convert;
@@ -24,6 +26,33 @@ mod validate;
 pub mod model;
 
 pub mod store;
+
+/// The request validation of the RPCs, for tools that write through the
+/// store directly (`rapportctl import`): the same rules, the same field
+/// names.
+pub mod input {
+    use chrono::{DateTime, Utc};
+    use rapport_kit::phone::Region;
+    use rapport_kit::validate::FieldError;
+    use rapport_proto as pb;
+
+    use crate::model::{Contact, CustomerInput};
+
+    /// A whole customer, as CreateCustomer checks it (fields named
+    /// `customer.…`).
+    pub fn customer(
+        customer: &pb::Customer,
+        region: Region,
+        now: DateTime<Utc>,
+    ) -> Result<CustomerInput, FieldError> {
+        crate::validate::customer(Some(customer), region, now)
+    }
+
+    /// One contact, as RecordContact checks it (fields named `contact.…`).
+    pub fn contact(contact: &pb::ContactRecord, now: DateTime<Utc>) -> Result<Contact, FieldError> {
+        crate::validate::contact(Some(contact), now)
+    }
+}
 
 use std::future::Future;
 use std::net::SocketAddr;
