@@ -38,6 +38,14 @@ lint: ## Formatting check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: train
+train: ## Train the classification text model from data/classification/corpus.tsv
+	$(CARGO) run -q -p rapport-classification --bin classification-train -- train
+
+.PHONY: eval
+eval: ## Per-class precision/recall and macro-F1 of classification on the held-out split
+	$(CARGO) run -q -p rapport-classification --bin classification-train -- eval
+
 .PHONY: clean
 clean: ## Remove build output and demo state
 	$(CARGO) clean

@@ -14,10 +14,11 @@ use crate::policy::{Policy, PolicyError, PolicySource, SharedPolicy};
 /// Why a reload was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
+    /// The error is part of the message rather than its source, so a
+    /// cause chain (`{:#}`) names the problem once.
     #[error("{source_name}: {error}")]
     Policy {
         source_name: String,
-        #[source]
         error: PolicyError,
     },
     #[error(transparent)]

@@ -58,14 +58,11 @@ impl pb::classification_service_server::ClassificationService for Classifier {
                         break;
                     }
                 };
-                let request = match transcript.apply(message, max_text_bytes) {
-                    Ok(request) => request,
-                    Err(e) => {
-                        let _ = tx.send(Err(Status::from(e))).await;
-                        break;
-                    }
-                };
-                let c = timed_classify(&policy, request);
+                if let Err(e) = transcript.apply(message, max_text_bytes) {
+                    let _ = tx.send(Err(Status::from(e))).await;
+                    break;
+                }
+                let c = transcript.classify(&policy);
                 let signature = Signature::of(&c);
                 if last.as_ref().is_some_and(|(s, _)| *s == signature) {
                     continue;
@@ -146,10 +143,15 @@ impl Signature {
     }
 }
 
-/// The state of one live transcript: the context and the text so far.
+/// Snippets that make up "what is being said now" for the emotion.
+const RECENT_SNIPPETS: usize = 2;
+
+/// The state of one live transcript: the context, the text so far and the
+/// latest snippets.
 #[derive(Default)]
 struct Transcript {
     request: pb::ClassifyRequest,
+    recent: std::collections::VecDeque<String>,
 }
 
 impl Transcript {
@@ -163,7 +165,7 @@ impl Transcript {
         &mut self,
         message: pb::ClassifyStreamRequest,
         max_text_bytes: u64,
-    ) -> Result<&pb::ClassifyRequest, FieldError> {
+    ) -> Result<(), FieldError> {
         if let Some(request) = message.request {
             validate_request(&request, max_text_bytes).map_err(|e| FieldError {
                 field: format!("request.{}", e.field),
@@ -199,8 +201,35 @@ impl Transcript {
                 }
                 text.drain(..cut);
             }
+            if self.recent.len() == RECENT_SNIPPETS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(message.snippet);
         }
-        Ok(&self.request)
+        Ok(())
+    }
+
+    /// Classifies the whole transcript, with the emotion of the latest
+    /// snippets: needs and risks accumulate over a call, but the emotion is
+    /// how the customer feels now — a calm greeting must not mask a panic
+    /// five snippets later. A moment of truth raised by the recent emotion
+    /// is kept too.
+    fn classify(&self, policy: &SharedPolicy) -> pb::Classification {
+        let mut c = timed_classify(policy, &self.request);
+        if self.recent.len() > 1 {
+            let recent = pb::ClassifyRequest {
+                text: Vec::from(self.recent.clone()).join("\n"),
+                ..self.request.clone()
+            };
+            let now = timed_classify(policy, &recent);
+            c.emotion = now.emotion.clone();
+            let flagged =
+                |c: &pb::Classification| c.moment_of_truth.as_ref().is_some_and(|m| m.flagged);
+            if !flagged(&c) && flagged(&now) {
+                c.moment_of_truth = now.moment_of_truth;
+            }
+        }
+        c
     }
 }
 

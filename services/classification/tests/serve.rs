@@ -1,5 +1,6 @@
 //! The classification service over gRPC: health, the reference case, bad
-//! input, the not-yet-implemented stream, and startup on a bad policy.
+//! input, the live-transcript stream, hot reload, and startup on a bad
+//! policy.
 
 use std::time::{Duration, SystemTime};
 
@@ -200,22 +201,177 @@ async fn bad_input_is_refused_naming_the_field() {
     running.stop().await;
 }
 
+fn snippet(text: &str) -> rapport_proto::ClassifyStreamRequest {
+    rapport_proto::ClassifyStreamRequest {
+        request: None,
+        snippet: text.into(),
+    }
+}
+
 #[tokio::test]
-async fn classify_stream_is_unimplemented_until_its_issue() {
+async fn classify_stream_re_emits_when_the_classification_changes() {
     let mut running = Running::start(Config::for_tests()).await;
-    let requests = tokio_stream::iter(vec![rapport_proto::ClassifyStreamRequest::default()]);
-    let err = running
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut responses = running
+        .client
+        .classify_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
+
+    tx.send(rapport_proto::ClassifyStreamRequest {
+        request: Some(reference_request()),
+        snippet: "您好，我想问一下理财产品的事情".into(),
+    })
+    .await
+    .expect("sends");
+    let first = responses.message().await.expect("ok").expect("first");
+    assert!(!first.moment_of_truth.as_ref().expect("moment").flagged);
+    assert_eq!(first.tier(), ValueTier::Vip);
+
+    // Calm chat may or may not change the need; the card fraud must raise
+    // a moment of truth, and the regulator an escalation threat.
+    tx.send(snippet("好的，谢谢")).await.expect("sends");
+    tx.send(snippet("什么？我的卡被盗刷了五万块？我非常着急！！"))
+        .await
+        .expect("sends");
+    let mut emitted = 0;
+    let moment = loop {
+        let c = responses.message().await.expect("ok").expect("emitted");
+        emitted += 1;
+        if c.moment_of_truth.as_ref().is_some_and(|m| m.flagged) {
+            break c;
+        }
+        assert!(emitted < 3, "no moment of truth after the fraud snippet");
+    };
+    assert_ne!(
+        moment.emotion.as_ref().map(|e| e.emotion()),
+        Some(rapport_proto::Emotion::Calm)
+    );
+
+    tx.send(snippet("再不处理我就去找银保监会！"))
+        .await
+        .expect("sends");
+    let threat = responses.message().await.expect("ok").expect("third");
+    assert!(
+        threat
+            .risk_flags
+            .iter()
+            .any(|f| f.kind() == rapport_proto::RiskKind::EscalationThreat)
+    );
+
+    drop(tx);
+    assert!(
+        responses.message().await.expect("ok").is_none(),
+        "stream ends"
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn classify_stream_refuses_an_oversize_snippet() {
+    let config = Config {
+        max_text_bytes: 64,
+        ..Config::for_tests()
+    };
+    let mut running = Running::start(config).await;
+    let requests = tokio_stream::iter(vec![snippet("hello"), snippet(&"x".repeat(65))]);
+    let mut responses = running
         .client
         .classify_stream(requests)
         .await
-        .expect_err("not implemented yet");
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert!(
-        err.message().contains("classification issue"),
-        "{}",
-        err.message()
-    );
+        .expect("stream opens")
+        .into_inner();
+    assert!(responses.message().await.expect("first ok").is_some());
+    let err = responses.message().await.expect_err("oversize");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("snippet:"), "{}", err.message());
     running.stop().await;
+}
+
+#[tokio::test]
+async fn the_policy_reloads_on_file_change_and_sighup_and_keeps_the_old_one_on_a_bad_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let builtin = rapport_classification::policy::BUILTIN_POLICY;
+    let path = dir.path().join("policy.toml");
+    let version =
+        |v: &str| builtin.replacen("version = \"2025.1\"", &format!("version = \"{v}\""), 1);
+    std::fs::write(&path, version("v1")).expect("writes");
+    let config = Config {
+        policy: Some(path.clone()),
+        policy_poll: Duration::from_millis(50),
+        ..Config::for_tests()
+    };
+    let mut running = Running::start(config).await;
+    let mut current = async |client: &mut ClassificationServiceClient<GrpcChannel>| {
+        client
+            .classify(ClassifyRequest::default())
+            .await
+            .expect("classifies")
+            .into_inner()
+            .policy_version
+    };
+    assert_eq!(current(&mut running.client).await, "v1");
+
+    // A changed file is picked up by the poll.
+    std::fs::write(&path, version("v2")).expect("writes");
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = current(&mut running.client).await;
+        if seen == "v2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, "v2");
+
+    // A bad file (out-of-range weight) is refused; v2 stays in force.
+    let bad = version("v3").replacen("exclamation_anger = 0.4", "exclamation_anger = 7", 1);
+    std::fs::write(&path, bad).expect("writes");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(current(&mut running.client).await, "v2");
+
+    // SIGHUP reloads at once, without waiting for the poll.
+    std::fs::write(&path, version("v4")).expect("writes");
+    nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGHUP)
+        .expect("signal");
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = current(&mut running.client).await;
+        if seen == "v4" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, "v4");
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_reports_the_bad_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("policy.toml");
+    let builtin = rapport_classification::policy::BUILTIN_POLICY;
+    std::fs::write(&path, builtin).expect("writes");
+    let config = Config {
+        policy: Some(path.clone()),
+        policy_poll: Duration::ZERO,
+        ..Config::for_tests()
+    };
+    let app = App::build(config).await.expect("builds");
+    std::fs::write(
+        &path,
+        builtin.replacen("min_share = 0.08", "min_shar = 0.08", 1),
+    )
+    .expect("writes");
+    let err = app.reload().expect_err("unknown key");
+    let expected = builtin
+        .lines()
+        .position(|l| l.starts_with("min_share = 0.08"))
+        .map(|i| i + 1);
+    assert_eq!(err.line(), expected);
+    assert!(err.to_string().contains("min_shar"), "{err}");
+    assert_eq!(app.policy().current().version(), "2025.1");
 }
 
 #[tokio::test]

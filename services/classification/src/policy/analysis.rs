@@ -94,6 +94,7 @@ pub(super) struct EmotionFile {
     model_weight: Spanned<f64>,
     negated_to_calm: Spanned<f64>,
     exclamation_boost: Spanned<f64>,
+    exclamation_anger: Spanned<f64>,
     terms: EmotionTermsFile,
 }
 
@@ -262,6 +263,9 @@ pub struct EmotionPolicy {
     pub negated_to_calm: f64,
     /// Intensity added per exclamation mark (at most three count).
     pub exclamation_boost: f64,
+    /// Weight added to anger per exclamation mark (at most two) when the
+    /// text already shows anger or upset.
+    pub exclamation_anger: f64,
     pub(crate) terms: Matcher<(Emotion, f64)>,
 }
 
@@ -592,6 +596,7 @@ impl Checker<'_> {
                 0.0,
                 0.3,
             ),
+            exclamation_anger: self.unit(&file.exclamation_anger, "emotion.exclamation_anger"),
             terms,
         }
     }

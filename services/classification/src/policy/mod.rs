@@ -14,6 +14,7 @@
 mod analysis;
 mod file;
 
+#[cfg(test)]
 pub(crate) use analysis::categories;
 pub use analysis::{
     ChurnPolicy, EmotionPolicy, GuidancePolicy, MomentEvent, MomentPolicy, NeedHistory,

@@ -62,6 +62,20 @@ pub fn emotion(policy: &Policy, reading: &TextReading) -> EmotionResult {
         }
     }
 
+    // Politeness is not calm when distress is also in the text ("谢谢，我的
+    // 卡被盗刷了，我非常着急"): calm words then count half.
+    if raw.iter().enumerate().any(|(i, &r)| i != calm && r > 0.0) {
+        raw[calm] *= 0.5;
+    }
+    let angry = index(Emotion::Angry).unwrap_or(3);
+    let marks = reading.exclamations.min(2);
+    if marks > 0 && raw[angry] + raw[upset] > 0.0 && p.exclamation_anger > 0.0 {
+        raw[angry] += p.exclamation_anger * marks as f64;
+        evidence.push(format!(
+            "{marks} exclamation mark(s) with a complaint → angry"
+        ));
+    }
+
     let total_raw: f64 = raw.iter().sum::<f64>().max(1.0);
     let mut combined = [0.0f64; 4];
     for i in 0..4 {

@@ -112,6 +112,7 @@ const MODEL_NEGATORS: [&str; 20] = [
 /// adjacent words within a clause.
 pub fn model_features(normalized: &[char]) -> Vec<String> {
     let mut words: Vec<Option<String>> = Vec::with_capacity(normalized.len() / 2 + 1);
+    let mut bigrams: Vec<String> = Vec::new();
     let mut i = 0;
     while i < normalized.len() {
         let c = normalized[i];
@@ -123,6 +124,12 @@ pub fn model_features(normalized: &[char]) -> Vec<String> {
             let run: String = normalized[start..i].iter().collect();
             for token in JIEBA.cut(&run, true) {
                 words.push(Some(token.word.to_owned()));
+            }
+            // Character bigrams as well: with a few hundred examples, the
+            // model sees "生气" in "气死了" and "很气" only through them,
+            // whatever the segmenter made of the run.
+            for pair in normalized[start..i].windows(2) {
+                bigrams.push(format!("#{}{}", pair[0], pair[1]));
             }
         } else if is_word_char(c) {
             let start = i;
@@ -137,7 +144,7 @@ pub fn model_features(normalized: &[char]) -> Vec<String> {
             if word.chars().all(|c| c.is_ascii_digit()) {
                 words.push(Some("<num>".to_owned()));
             } else {
-                words.push(Some(word));
+                words.push(Some(stem(&word)));
             }
         } else {
             if is_clause_break(c) {
@@ -172,7 +179,25 @@ pub fn model_features(normalized: &[char]) -> Vec<String> {
         previous = Some(word);
         features.push(feature);
     }
+    features.extend(bigrams);
     features
+}
+
+/// A light English stem: common inflections stripped so "refunds",
+/// "refunded" and "refunding" are one feature. Deliberately crude — the
+/// model only needs variants of a word to meet, not linguistic roots.
+fn stem(word: &str) -> String {
+    if !word.is_ascii() || word.len() <= 4 || word.contains('\'') {
+        return word.to_owned();
+    }
+    for suffix in ["ing", "ed", "es", "s", "ly"] {
+        if let Some(base) = word.strip_suffix(suffix)
+            && base.len() >= 3
+        {
+            return base.to_owned();
+        }
+    }
+    word.to_owned()
 }
 
 /// Negation and degree context of policy terms, from the policy's `[text]`
