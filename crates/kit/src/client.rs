@@ -4,15 +4,19 @@ use std::time::Duration;
 
 use tonic::transport::Endpoint;
 
+use crate::authz::{Bearer, BearerLayer};
 use crate::observe::{Observe, ObserveLayer};
+use crate::security::Security;
 
 /// A channel to another Rapport service whose calls are traced (the W3C
-/// context is injected into the metadata) and counted (`grpc_client_*`).
-pub type Channel = Observe<tonic::transport::Channel>;
+/// context is injected into the metadata), counted (`grpc_client_*`),
+/// carry the caller's remaining deadline and this service's own token, and
+/// use mTLS when configured.
+pub type Channel = Observe<Bearer<tonic::transport::Channel>>;
 
 /// Failure to set up a client channel (a malformed URL).
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {service} address {url:?}")]
+#[error("invalid {service} address {url:?} or TLS settings")]
 pub struct ClientError {
     service: &'static str,
     url: String,
@@ -27,22 +31,33 @@ pub fn channel(
     service: &'static str,
     url: &str,
     request_timeout: Duration,
+    security: &Security,
 ) -> Result<Channel, ClientError> {
-    let endpoint = Endpoint::from_shared(url.to_owned())
-        .map_err(|source| ClientError {
-            service,
-            url: url.to_owned(),
-            source,
-        })?
+    let fail = |source| ClientError {
+        service,
+        url: url.to_owned(),
+        source,
+    };
+    // With mTLS the same service addresses are reached over https.
+    let url = match (security.client_tls(), url.strip_prefix("http://")) {
+        (Some(_), Some(rest)) => format!("https://{rest}"),
+        _ => url.to_owned(),
+    };
+    let mut endpoint = Endpoint::from_shared(url.clone()).map_err(fail)?;
+    if let Some(tls) = security.client_tls() {
+        endpoint = endpoint.tls_config(tls).map_err(fail)?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(2))
         .timeout(request_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(true);
-    Ok(tower::Layer::layer(
-        &ObserveLayer::client(),
+    let channel = tower::Layer::layer(
+        &BearerLayer::new(security.outgoing_token()),
         endpoint.connect_lazy(),
-    ))
+    );
+    Ok(tower::Layer::layer(&ObserveLayer::client(), channel))
 }
 
 /// Asks a dependency's grpc.health.v1 whether it is serving; for readiness

@@ -3,6 +3,7 @@
 //! all its settings are declared in one place.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Listener and shutdown settings common to all services.
@@ -28,6 +29,53 @@ pub struct ServerArgs {
     )]
     pub max_concurrent_requests: usize,
 
+    /// Transport security: `mtls` (certificates from the files below) or
+    /// `plaintext` (local runs only; must be chosen explicitly).
+    #[arg(
+        long = "tls-mode",
+        env = "RAPPORT_TLS_MODE",
+        value_enum,
+        default_value = "mtls"
+    )]
+    pub tls_mode: crate::security::TlsMode,
+
+    /// This service's certificate (PEM), presented to servers and clients.
+    #[arg(long = "tls-cert", env = "RAPPORT_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long = "tls-key", env = "RAPPORT_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificate (PEM) that peers' certificates must chain to.
+    #[arg(long = "tls-ca", env = "RAPPORT_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Caller authentication: `tokens` (bearer tokens → roles) or `none`
+    /// (local runs only; must be chosen explicitly).
+    #[arg(
+        long = "auth-mode",
+        env = "RAPPORT_AUTH_MODE",
+        value_enum,
+        default_value = "tokens"
+    )]
+    pub auth_mode: crate::security::AuthMode,
+
+    /// Tokens file (TOML: token → role, agent id for desktops).
+    #[arg(long = "auth-tokens", env = "RAPPORT_AUTH_TOKENS")]
+    pub auth_tokens: Option<PathBuf>,
+
+    /// File holding this service's own token, sent on its calls to other
+    /// services (role mesh).
+    #[arg(long = "service-token", env = "RAPPORT_SERVICE_TOKEN")]
+    pub service_token: Option<PathBuf>,
+
+    /// Close client connections after this age (with a grace period), so
+    /// long-lived gRPC connections re-balance over new replicas; unset
+    /// keeps connections open.
+    #[arg(long = "max-connection-age", env = "RAPPORT_MAX_CONNECTION_AGE", value_parser = parse_duration)]
+    pub max_connection_age: Option<Duration>,
+
     /// How long in-flight RPCs may take to finish after SIGTERM before the
     /// server drops them (e.g. "10s", "500ms").
     #[arg(long = "shutdown-grace", env = "RAPPORT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
@@ -35,13 +83,21 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    /// Settings for tests and embedding: an ephemeral loopback port and a
-    /// short grace period.
+    /// Settings for tests and embedding: an ephemeral loopback port, a
+    /// short grace period, plaintext and no auth.
     pub fn ephemeral() -> Self {
         Self {
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             max_concurrent_requests: 1024,
+            tls_mode: crate::security::TlsMode::Plaintext,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            auth_mode: crate::security::AuthMode::None,
+            auth_tokens: None,
+            service_token: None,
+            max_connection_age: None,
             shutdown_grace: Duration::from_secs(2),
         }
     }

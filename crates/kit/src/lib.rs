@@ -13,6 +13,8 @@
 //!   readiness checks that also drive grpc.health.v1.
 //! - [`deadline`]: the caller's deadline (grpc-timeout) carried to every
 //!   outgoing call; [`shed`]: server-wide load shedding.
+//! - [`security`] and [`authz`]: mTLS (rustls, ring), bearer tokens mapped
+//!   to roles, and the per-RPC authorization table.
 //! - [`shutdown`]: SIGTERM/SIGINT as a future.
 //! - [`client`]: lazily connected channels to other services.
 //! - [`phone`]: E.164 normalization (the `phonenumber` crate), one
@@ -22,11 +24,13 @@
 //! - [`main`]: the few lines every service binary runs.
 
 pub mod admin;
+pub mod authz;
 pub mod client;
 pub mod config;
 pub mod deadline;
 pub mod observe;
 pub mod phone;
+pub mod security;
 pub mod server;
 pub mod shed;
 pub mod shutdown;

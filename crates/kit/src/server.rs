@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use crate::admin::Readiness;
 pub use crate::admin::Severity;
+use crate::authz::AuthLayer;
 use crate::config::ServerArgs;
 use crate::observe::ObserveLayer;
+use crate::security::Security;
 use crate::shed::ShedLayer;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -39,12 +41,15 @@ pub struct GrpcServer {
     health: HealthReporter,
     grace: Duration,
     max_concurrent: usize,
+    max_connection_age: Option<Duration>,
+    security: Security,
 }
 
 impl GrpcServer {
     /// Binds the listener (on `default_port` unless an address is
     /// configured) and prepares health and reflection.
     pub async fn bind(args: &ServerArgs, default_port: u16) -> anyhow::Result<Self> {
+        let security = Security::from_args(args).context("invalid security configuration")?;
         let addr = args.listen_addr(default_port);
         let listener = TcpListener::bind(addr)
             .await
@@ -73,6 +78,8 @@ impl GrpcServer {
             health,
             grace: args.shutdown_grace,
             max_concurrent: args.max_concurrent_requests,
+            max_connection_age: args.max_connection_age,
+            security,
         })
     }
 
@@ -131,6 +138,8 @@ impl GrpcServer {
             health,
             grace,
             max_concurrent,
+            max_connection_age,
+            security,
         } = self;
 
         let reflection_v1 = reflection(&services)
@@ -175,11 +184,25 @@ impl GrpcServer {
 
         // Observe first, so shed calls are traced and counted with their
         // RESOURCE_EXHAUSTED code.
+        // Authentication comes before shedding, so unauthenticated floods
+        // cannot take the permits of real callers.
         let stack = tower::ServiceBuilder::new()
             .layer(ObserveLayer::server())
+            .option_layer(security.tokens().map(AuthLayer::new))
             .layer(ShedLayer::new(max_concurrent));
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(age) = max_connection_age {
+            builder = builder
+                .max_connection_age(age)
+                .max_connection_age_grace(Duration::from_secs(5));
+        }
+        if let Some(tls) = security.server_tls() {
+            builder = builder
+                .tls_config(tls)
+                .context("invalid TLS certificate or key")?;
+        }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let serve = tonic::transport::Server::builder()
+        let serve = builder
             .tcp_nodelay(true)
             .layer(stack)
             .add_routes(routes.routes())

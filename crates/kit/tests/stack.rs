@@ -134,8 +134,13 @@ async fn the_callers_deadline_reaches_the_next_hop() {
     )
     .await;
     // The middle hop's client allows 30 s; the caller's 800 ms must win.
-    let next =
-        rapport_kit::client::channel("last", &last, Duration::from_secs(30)).expect("channel");
+    let next = rapport_kit::client::channel(
+        "last",
+        &last,
+        Duration::from_secs(30),
+        &rapport_kit::security::Security::insecure(),
+    )
+    .expect("channel");
     let (middle, _stop_middle) = start(
         ServerArgs::ephemeral(),
         Slow {

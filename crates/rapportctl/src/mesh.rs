@@ -231,7 +231,11 @@ pub async fn connect(url: &str) -> anyhow::Result<Channel> {
 }
 
 /// Spawns `rapport-<name>` on a free loopback port, logging to a file.
-pub fn spawn(dir: &Path, name: &'static str, env: &[(String, String)]) -> anyhow::Result<Service> {
+pub fn spawn<K: AsRef<str>, V: AsRef<str>>(
+    dir: &Path,
+    name: &'static str,
+    env: &[(K, V)],
+) -> anyhow::Result<Service> {
     let bin = workspace_binary(&format!("rapport-{name}"))?;
     let addr = format!("127.0.0.1:{}", rapport_testkit::free_port());
     let admin = format!("127.0.0.1:{}", rapport_testkit::free_port());
@@ -243,12 +247,16 @@ pub fn spawn(dir: &Path, name: &'static str, env: &[(String, String)]) -> anyhow
         .env("RUST_LOG", "info")
         .env("RAPPORT_LISTEN", &addr)
         .env("RAPPORT_ADMIN_LISTEN", &admin)
+        // A local mesh on loopback: plaintext and no auth, chosen explicitly
+        // as the services require (callers may override through `env`).
+        .env("RAPPORT_TLS_MODE", "plaintext")
+        .env("RAPPORT_AUTH_MODE", "none")
         .env("RAPPORT_SHUTDOWN_GRACE", "3s")
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(file);
-    let vars: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let vars: HashMap<&str, &str> = env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).collect();
     cmd.envs(vars);
     let child = Child::spawn(&format!("rapport-{name}"), &mut cmd)?;
     Ok(Service {

@@ -34,10 +34,11 @@ impl Deps {
         profile_url: &str,
         classification_url: &str,
         timeout: Duration,
+        security: &rapport_kit::security::Security,
     ) -> anyhow::Result<Self> {
-        let profile = rapport_kit::client::channel("profile", profile_url, timeout)?;
+        let profile = rapport_kit::client::channel("profile", profile_url, timeout, security)?;
         let classification =
-            rapport_kit::client::channel("classification", classification_url, timeout)?;
+            rapport_kit::client::channel("classification", classification_url, timeout, security)?;
         Ok(Self {
             profile: ProfileServiceClient::new(profile),
             classification: ClassificationServiceClient::new(classification),

@@ -69,10 +69,14 @@ impl rapport_kit::Service for App {
         let state = state::LiveState::connect(&config.redis_url, tunables)
             .await
             .context("failed to connect to Redis (--redis-url / RAPPORT_REDIS_URL)")?;
+        // The same certificates and token serve incoming and outgoing calls.
+        let security = rapport_kit::security::Security::from_args(&config.server)
+            .context("invalid security configuration")?;
         let deps = deps::Deps::new(
             &config.profile_url,
             &config.classification_url,
             config.dependency_timeout,
+            &security,
         )?;
         tracing::info!(policy = %policy.version, center = %config.default_center, "routing policy loaded");
         let sweeper_state = state.clone();
@@ -90,9 +94,14 @@ impl rapport_kit::Service for App {
         let timeout = config
             .dependency_timeout
             .max(std::time::Duration::from_millis(500));
-        let profile = rapport_kit::client::channel("profile", &config.profile_url, timeout)?;
-        let classification =
-            rapport_kit::client::channel("classification", &config.classification_url, timeout)?;
+        let profile =
+            rapport_kit::client::channel("profile", &config.profile_url, timeout, &security)?;
+        let classification = rapport_kit::client::channel(
+            "classification",
+            &config.classification_url,
+            timeout,
+            &security,
+        )?;
         let server = GrpcServer::bind(&config.server, DEFAULT_PORT)
             .await?
             .add_service(RoutingServiceServer::new(routing))
