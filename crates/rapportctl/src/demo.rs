@@ -65,6 +65,10 @@ async fn play(mesh: &Mesh) -> anyhow::Result<()> {
         "  chen-jie (Minnan, wealth 9.8, not VIP), zhao (VIP, Minnan, wealth 9.3), zhou (cards), emma (en/zh)\n"
     );
     scenario::login_agents(&mut routing, "").await?;
+    println!(
+        "Logging in fm-huang, 陈总's dedicated field account manager (kind FIELD, own phone)\n"
+    );
+    scenario::login_field_manager(&mut routing, "").await?;
 
     // 1. The reference case.
     let first = route(
@@ -164,7 +168,32 @@ async fn play(mesh: &Mesh) -> anyhow::Result<()> {
         state.queue_wait_s
     );
 
-    // 5. What the profile now shows.
+    // 5. A relationship intent: his field manager when on duty.
+    route(
+        &mut routing,
+        "demo-call-6",
+        scenario::VIP_PHONE,
+        "personal_financial_services",
+        "陈总 chooses personal financial services while fm-huang sends no heartbeats (off duty)",
+    )
+    .await?;
+    routing
+        .heartbeat(pb::HeartbeatRequest {
+            agent_id: scenario::FM_HUANG.into(),
+            ..Default::default()
+        })
+        .await?;
+    println!("▶ fm-huang's phone app sends a heartbeat: she is on duty");
+    route(
+        &mut routing,
+        "demo-call-7",
+        scenario::VIP_PHONE,
+        "personal_financial_services",
+        "陈总 chooses personal financial services again",
+    )
+    .await?;
+
+    // 6. What the profile now shows.
     let view = profile
         .get_profile(pb::GetProfileRequest {
             customer_id: VIP_CUSTOMER.into(),
@@ -184,7 +213,7 @@ async fn play(mesh: &Mesh) -> anyhow::Result<()> {
         );
     }
 
-    // 6. Bad input is refused with the field named, nothing written.
+    // 7. Bad input is refused with the field named, nothing written.
     println!("▶ The IVR sends a malformed caller number");
     let err = routing
         .route_call(pb::RouteCallRequest {
@@ -240,6 +269,10 @@ fn print_decision(d: &pb::RouteDecision) {
                 .unwrap_or_default()
         ),
         pb::RouteOutcome::Queued => format!("QUEUED at position {}", d.queue_position),
+        pb::RouteOutcome::CallbackOffered => format!(
+            "CALLBACK OFFERED (estimated wait {} s > patience {} s; position {})",
+            d.estimated_wait_s, d.patience_s, d.queue_position
+        ),
         other => other.as_str_name().to_owned(),
     };
     let tier = pb::ValueTier::try_from(d.tier)
@@ -264,6 +297,17 @@ fn print_decision(d: &pb::RouteDecision) {
     );
     for (i, reason) in d.reasons.iter().enumerate() {
         println!("     {}. {reason}", i + 1);
+    }
+    if let Some(agent) = &d.agent
+        && agent.kind == pb::AgentKind::Field as i32
+    {
+        println!("     reach her on her own phone {}", agent.phone);
+    }
+    if let Some(task) = &d.follow_up {
+        println!(
+            "     follow-up: {} {} for {} by {}",
+            task.kind, task.task_id, task.customer_id, task.agent_id
+        );
     }
     if let Some(pop) = &d.screen_pop
         && !pop.customer_id.is_empty()

@@ -38,6 +38,10 @@ pub const ZHAO: &str = "zhao";
 pub const ZHOU: &str = "zhou";
 /// Speaks English and Mandarin, cards and wealth.
 pub const EMMA: &str = "emma";
+/// 陈总's dedicated field account manager (kind FIELD), reached on her own
+/// phone while her heartbeats arrive.
+pub const FM_HUANG: &str = "fm-huang";
+pub const FM_HUANG_PHONE: &str = "138 5920 8888";
 
 /// Waits (seconds) before the VIP customer's three complaints.
 pub const VIP_COMPLAINT_WAITS: [u32; 3] = [34, 38, 45];
@@ -289,6 +293,22 @@ pub fn agents() -> Vec<pb::AgentProfile> {
     ]
 }
 
+/// 陈总's dedicated field account manager.
+pub fn field_manager() -> pb::AgentProfile {
+    let mut fm = agent(
+        FM_HUANG,
+        "黄丽 Huang Li",
+        &[("financial_services", 9.7), ("wealth", 9.2)],
+        &["zh"],
+        &["minnan"],
+        &["vip"],
+        9.3,
+    );
+    fm.kind = pb::AgentKind::Field as i32;
+    fm.phone = FM_HUANG_PHONE.to_owned();
+    fm
+}
+
 /// Seeds profile with the customers and the VIP's history.
 pub async fn seed_profiles(profile: &mut ProfileServiceClient<Channel>) -> anyhow::Result<()> {
     let now = now_s();
@@ -310,6 +330,22 @@ pub async fn seed_profiles(profile: &mut ProfileServiceClient<Channel>) -> anyho
             .await
             .context("failed to record a history contact")?;
     }
+    Ok(())
+}
+
+/// Logs the field manager in, ready; she is on duty only after a heartbeat.
+pub async fn login_field_manager(
+    routing: &mut RoutingServiceClient<Channel>,
+    center_id: &str,
+) -> anyhow::Result<()> {
+    routing
+        .login_agent(pb::LoginAgentRequest {
+            center_id: center_id.to_owned(),
+            agent: Some(field_manager()),
+            ready: true,
+        })
+        .await
+        .context("failed to log in the field manager")?;
     Ok(())
 }
 
