@@ -177,12 +177,15 @@ pub async fn import(args: &Args, progress: bool) -> anyhow::Result<Report> {
         ..Report::default()
     };
     let mut batch = Batch::default();
-    let mut writer = Writer {
-        store: &store,
-        checkpoint: &checkpoint_path,
+    let writer = Writer {
+        store: store.clone(),
+        checkpoint: checkpoint_path.clone(),
         on_error: args.on_error,
         now,
     };
+    // The batch being committed while the next one is parsed: parsing and
+    // validating (one core) overlap with SQLite's writes (its own thread).
+    let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<(Report, bool)>>> = None;
     let region = args.default_region;
     let mut aborted = false;
     let mut bytes = 0;
@@ -204,7 +207,9 @@ pub async fn import(args: &Args, progress: bool) -> anyhow::Result<Report> {
         // Ids must be distinct within a batch: a repeat starts a new one.
         if let Ok(c) = &parsed.result
             && batch.ids.contains(&c.customer.customer_id)
-            && !writer.flush(&mut batch, &mut report).await?
+            && !writer
+                .start(&mut in_flight, std::mem::take(&mut batch), &mut report)
+                .await?
         {
             aborted = true;
             break;
@@ -217,15 +222,28 @@ pub async fn import(args: &Args, progress: bool) -> anyhow::Result<Report> {
         // again.
         batch.last_line = parsed.last_line;
         if batch.rows.len() >= args.batch as usize {
-            if !writer.flush(&mut batch, &mut report).await? {
+            if !writer
+                .start(&mut in_flight, std::mem::take(&mut batch), &mut report)
+                .await?
+            {
                 aborted = true;
                 break;
             }
             bar.set_message(format!("{} customers", report.customers));
         }
     }
-    if !aborted && !writer.flush(&mut batch, &mut report).await? {
-        aborted = true;
+    if aborted {
+        // Whatever was in flight was fine to commit: it precedes the bad row.
+        if let Some(previous) = in_flight.take() {
+            merge(&mut report, previous.await??.0);
+        }
+    } else {
+        let last = std::mem::take(&mut batch);
+        if !writer.start(&mut in_flight, last, &mut report).await?
+            || !settle(&mut in_flight, &mut report).await?
+        {
+            aborted = true;
+        }
     }
     bar.finish_and_clear();
     store.close().await;
@@ -260,18 +278,58 @@ impl Batch {
     }
 }
 
-struct Writer<'a> {
-    store: &'a Backend,
-    checkpoint: &'a Path,
+#[derive(Clone)]
+struct Writer {
+    store: Backend,
+    checkpoint: PathBuf,
     on_error: OnError,
     now: DateTime<Utc>,
 }
 
-impl Writer<'_> {
+fn merge(report: &mut Report, part: Report) {
+    report.customers += part.customers;
+    report.contacts += part.contacts;
+    report.rejected.extend(part.rejected);
+}
+
+/// Waits for the batch in flight; `false` when it aborted the import.
+async fn settle(
+    in_flight: &mut Option<tokio::task::JoinHandle<anyhow::Result<(Report, bool)>>>,
+    report: &mut Report,
+) -> anyhow::Result<bool> {
+    let Some(previous) = in_flight.take() else {
+        return Ok(true);
+    };
+    let (part, ok) = previous.await??;
+    merge(report, part);
+    Ok(ok)
+}
+
+impl Writer {
+    /// Waits for the previous batch (checkpoints move in order), then
+    /// starts committing `batch`; `false` when the previous one aborted.
+    async fn start(
+        &self,
+        in_flight: &mut Option<tokio::task::JoinHandle<anyhow::Result<(Report, bool)>>>,
+        mut batch: Batch,
+        report: &mut Report,
+    ) -> anyhow::Result<bool> {
+        if !settle(in_flight, report).await? {
+            return Ok(false);
+        }
+        let writer = self.clone();
+        *in_flight = Some(tokio::spawn(async move {
+            let mut part = Report::default();
+            let ok = writer.flush(&mut batch, &mut part).await?;
+            Ok((part, ok))
+        }));
+        Ok(true)
+    }
+
     /// Commits the batch and moves the checkpoint. A row the store refuses
     /// (a phone owned by another customer) is reported and dropped, and
     /// the rest retried (skip), or nothing is committed (abort: `false`).
-    async fn flush(&mut self, batch: &mut Batch, report: &mut Report) -> anyhow::Result<bool> {
+    async fn flush(&self, batch: &mut Batch, report: &mut Report) -> anyhow::Result<bool> {
         let last_line = batch.last_line;
         while !batch.rows.is_empty() {
             let customers: Vec<ImportCustomer> =
@@ -301,7 +359,7 @@ impl Writer<'_> {
             }
         }
         if last_line > 0 {
-            write_checkpoint(self.checkpoint, last_line)?;
+            write_checkpoint(&self.checkpoint, last_line)?;
         }
         batch.rows.clear();
         batch.ids.clear();

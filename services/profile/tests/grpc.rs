@@ -652,3 +652,265 @@ async fn status_codes_tell_callers_what_happened() {
 
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn crm_rpcs_work_and_refuse_bad_input_naming_the_field() {
+    use futures::StreamExt as _;
+    let running = Running::start().await;
+    let mut client = running.client.clone();
+    let created = client
+        .create_customer(pb::CreateCustomerRequest {
+            customer: Some(reference("C-CRM", "13800138000")),
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    assert_eq!(created.version, 1);
+
+    // Two CRM users saved on top of version 1 at once: one wins, the other
+    // is told to reread.
+    let update = |city: &str| pb::UpdateCustomerRequest {
+        customer: Some(pb::Customer {
+            customer_id: "C-CRM".into(),
+            city: city.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["city".into()],
+        }),
+        expected_version: 1,
+    };
+    let (mut a, mut b) = (client.clone(), client.clone());
+    let (ra, rb) = tokio::join!(
+        a.update_customer(update("Quanzhou")),
+        b.update_customer(update("Zhangzhou"))
+    );
+    let codes = [
+        ra.as_ref().err().map(|s| s.code()),
+        rb.as_ref().err().map(|s| s.code()),
+    ];
+    assert!(
+        codes == [None, Some(Code::Aborted)] || codes == [Some(Code::Aborted), None],
+        "{codes:?}"
+    );
+    let winner = ra.or(rb).expect("one wins").into_inner();
+    assert_eq!(winner.version, 2);
+    assert_eq!(winner.name, "陈先生", "fields outside the mask are kept");
+
+    // Bad input names the field and writes nothing.
+    let mut bad_tz = update("x");
+    if let Some(c) = bad_tz.customer.as_mut() {
+        c.time_zone = "Mars/Olympus".into();
+    }
+    bad_tz.update_mask = Some(prost_types::FieldMask {
+        paths: vec!["time_zone".into()],
+    });
+    bad_tz.expected_version = 2;
+    assert_invalid(client.update_customer(bad_tz).await, "customer.time_zone");
+    let mut unknown_path = update("x");
+    unknown_path.update_mask = Some(prost_types::FieldMask {
+        paths: vec!["city".into(), "customer_id".into()],
+    });
+    assert_invalid(
+        client.update_customer(unknown_path).await,
+        "update_mask.paths[1]",
+    );
+    assert_invalid(
+        client
+            .set_preferences(pb::SetPreferencesRequest {
+                customer_id: "C-CRM".into(),
+                preferences: Some(pb::Preferences {
+                    contact_windows: vec![pb::ContactWindow {
+                        days: vec![],
+                        start_minute: 600,
+                        end_minute: 540,
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await,
+        "preferences.contact_windows[0].end_minute",
+    );
+    assert_invalid(
+        client
+            .list_contacts(pb::ListContactsRequest {
+                customer_id: "C-CRM".into(),
+                page_size: 201,
+                page_token: String::new(),
+            })
+            .await,
+        "page_size",
+    );
+    assert_invalid(
+        client
+            .search_customers(pb::SearchCustomersRequest {
+                tier: 42,
+                ..Default::default()
+            })
+            .await,
+        "tier",
+    );
+    assert_invalid(
+        client
+            .add_care_note(pb::AddCareNoteRequest {
+                note: Some(pb::CareNote {
+                    customer_id: "C-CRM".into(),
+                    text: "called back".into(),
+                    added_tags: vec![pb::CommunicationTag {
+                        kind: TagKind::Interest as i32,
+                        text: String::new(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await,
+        "note.added_tags[0].text",
+    );
+    let view = client
+        .get_profile(pb::GetProfileRequest {
+            customer_id: "C-CRM".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        view.customer.expect("customer").version,
+        2,
+        "nothing written"
+    );
+
+    // Notes, events, campaigns and contacts, then listing and export.
+    let note = client
+        .add_care_note(pb::AddCareNoteRequest {
+            note: Some(pb::CareNote {
+                customer_id: "C-CRM".into(),
+                contact_id: "care-1".into(),
+                text: "happy with the follow-up".into(),
+                topics: vec!["follow-up".into()],
+                added_tags: vec![pb::CommunicationTag {
+                    kind: TagKind::Interest as i32,
+                    text: "tea".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("note")
+        .into_inner();
+    assert!(!note.note_id.is_empty());
+    assert_eq!(note.added_tags.len(), 1);
+    client
+        .record_event(pb::RecordEventRequest {
+            customer_id: "C-CRM".into(),
+            event: Some(pb::CustomerEvent {
+                kind: "card_lost".into(),
+                occurred_at: Some(now_ts(-60)),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("event");
+    client
+        .record_campaign_exposure(pb::RecordCampaignExposureRequest {
+            customer_id: "C-CRM".into(),
+            exposure: Some(pb::CampaignExposure {
+                campaign_id: "spring".into(),
+                title: "Spring offer".into(),
+                channel: Channel::Email as i32,
+                sent_at: Some(now_ts(-60)),
+            }),
+        })
+        .await
+        .expect("campaign");
+    for i in 0..5 {
+        client
+            .record_contact(pb::RecordContactRequest {
+                customer_id: "C-CRM".into(),
+                contact: Some(contact(&format!("call-{i}"), 10, false)),
+            })
+            .await
+            .expect("contact");
+    }
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_contacts(pb::ListContactsRequest {
+                customer_id: "C-CRM".into(),
+                page_size: 2,
+                page_token: token.clone(),
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        listed.extend(page.contacts.into_iter().map(|c| c.contact_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(listed.len(), 5);
+
+    let vip = client
+        .search_customers(pb::SearchCustomersRequest {
+            tier: pb::ValueTier::Vip as i32,
+            need: Need::Recognition as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("search")
+        .into_inner();
+    assert_eq!(vip.customers.len(), 1);
+
+    let exported: Vec<pb::ProfileView> = client
+        .export_profiles(pb::ExportProfilesRequest { batch_size: 1 })
+        .await
+        .expect("export")
+        .into_inner()
+        .map(|p| p.expect("profile"))
+        .collect()
+        .await;
+    assert_eq!(exported.len(), 1);
+    assert_eq!(
+        exported[0].summary.as_ref().map(|s| s.total_contacts),
+        Some(5)
+    );
+
+    let export = client
+        .export_customer(pb::ExportCustomerRequest {
+            customer_id: "C-CRM".into(),
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    assert_eq!(export.contacts.len(), 5);
+    assert_eq!(export.care_notes.len(), 1);
+    assert_eq!(export.events.len(), 1);
+    assert_eq!(export.campaigns.len(), 1);
+
+    let erased = client
+        .erase_customer(pb::EraseCustomerRequest {
+            customer_id: "C-CRM".into(),
+        })
+        .await
+        .expect("erase")
+        .into_inner();
+    assert!(erased.rows_removed >= 12, "{erased:?}");
+    let gone = client
+        .lookup_by_phone(pb::LookupByPhoneRequest {
+            phone: "13800138000".into(),
+        })
+        .await;
+    assert_code(gone, Code::NotFound);
+    assert_code(
+        client
+            .export_customer(pb::ExportCustomerRequest {
+                customer_id: "C-CRM".into(),
+            })
+            .await,
+        Code::NotFound,
+    );
+    running.shutdown().await;
+}

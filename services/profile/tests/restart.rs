@@ -173,3 +173,126 @@ async fn bad_database_settings_fail_startup_clearly() {
         "the password stays out: {message}"
     );
 }
+
+/// Reads the change feed from `token` until it is caught up.
+async fn changes_from(
+    client: &mut ProfileServiceClient<tonic::transport::Channel>,
+    token: &str,
+) -> Vec<pb::ProfileChange> {
+    use futures::StreamExt as _;
+    let stream = client
+        .watch_changes(pb::WatchChangesRequest {
+            resume_token: token.into(),
+            stop_at_end: true,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    stream.map(|c| c.expect("change")).collect::<Vec<_>>().await
+}
+
+#[tokio::test]
+async fn the_change_feed_resumes_from_a_token_after_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("profile.db").display());
+    let contact = |id: &str, complaint: bool| pb::RecordContactRequest {
+        customer_id: "C-1".into(),
+        contact: Some(pb::ContactRecord {
+            contact_id: id.into(),
+            channel: Channel::Voice as i32,
+            direction: Direction::Inbound as i32,
+            started_at: Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp() - 60,
+                nanos: 0,
+            }),
+            complaint,
+            ..Default::default()
+        }),
+    };
+
+    let mut token = String::new();
+    with_service(&url, |mut client| {
+        let token = &mut token;
+        let contact = &contact;
+        async move {
+            // A live watcher sees a write as it happens.
+            let mut live = client
+                .watch_changes(pb::WatchChangesRequest::default())
+                .await
+                .expect("watch")
+                .into_inner();
+            client
+                .upsert_customer(pb::UpsertCustomerRequest {
+                    customer: Some(pb::Customer {
+                        customer_id: "C-1".into(),
+                        ..Default::default()
+                    }),
+                })
+                .await
+                .expect("upsert");
+            let first = tokio::time::timeout(std::time::Duration::from_secs(5), live.message())
+                .await
+                .expect("in time")
+                .expect("stream")
+                .expect("a change");
+            assert_eq!(first.kind, pb::ChangeKind::CustomerUpserted as i32);
+            assert_eq!(first.customer_id, "C-1");
+            drop(live);
+
+            client
+                .record_contact(contact("call-1", false))
+                .await
+                .expect("record");
+            let seen = changes_from(&mut client, "").await;
+            assert_eq!(seen.len(), 2);
+            *token = seen[1].resume_token.clone();
+        }
+    })
+    .await;
+
+    // Written while nobody watched, then the service restarts.
+    with_service(&url, |mut client| async move {
+        client
+            .record_contact(contact("call-2", true))
+            .await
+            .expect("record");
+        client
+            .set_consent(pb::SetConsentRequest {
+                customer_id: "C-1".into(),
+                consent: Some(pb::Consent {
+                    do_not_call: true,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("consent");
+    })
+    .await;
+
+    with_service(&url, |mut client| {
+        let token = token.clone();
+        async move {
+            let rest = changes_from(&mut client, &token).await;
+            let kinds: Vec<(i32, &str)> =
+                rest.iter().map(|c| (c.kind, c.ref_id.as_str())).collect();
+            assert_eq!(
+                kinds,
+                [
+                    (pb::ChangeKind::Complaint as i32, "call-2"),
+                    (pb::ChangeKind::ConsentChanged as i32, ""),
+                ],
+                "exactly the changes after the token, in order"
+            );
+            let bad = client
+                .watch_changes(pb::WatchChangesRequest {
+                    resume_token: "yesterday".into(),
+                    stop_at_end: true,
+                })
+                .await
+                .expect_err("refused");
+            assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+            assert!(bad.message().starts_with("resume_token:"), "{bad:?}");
+        }
+    })
+    .await;
+}
