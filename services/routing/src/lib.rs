@@ -124,25 +124,23 @@ impl rapport_kit::Service for App {
         })
     }
 
-    fn run(
+    async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send {
-        async move {
-            let clock: sweeper::Clock = Arc::new(service::now_ms);
-            // Gauges about every 5 s.
-            let every = (5_000 / self.sweep_interval.as_millis().max(1)).max(1) as u32;
-            let sweeping = tokio::spawn(sweeper::run(
-                self.state,
-                clock,
-                self.sweep_interval,
-                every,
-                std::future::pending(),
-            ));
-            let served = self.server.serve(shutdown).await;
-            sweeping.abort();
-            served
-        }
+    ) -> anyhow::Result<()> {
+        let clock: sweeper::Clock = Arc::new(service::now_ms);
+        // Gauges about every 5 s.
+        let every = (5_000 / self.sweep_interval.as_millis().max(1)).max(1) as u32;
+        let sweeping = tokio::spawn(sweeper::run(
+            self.state,
+            clock,
+            self.sweep_interval,
+            every,
+            std::future::pending(),
+        ));
+        let served = self.server.serve(shutdown).await;
+        sweeping.abort();
+        served
     }
 }
 

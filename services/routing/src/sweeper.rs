@@ -75,7 +75,7 @@ pub async fn run(
         }
         ticks = ticks.wrapping_add(1);
         if gauges_every > 0
-            && ticks % gauges_every == 0
+            && ticks.is_multiple_of(gauges_every)
             && let Err(e) = refresh_gauges(&state, now).await
         {
             tracing::warn!(error = %e, "refreshing the routing gauges failed");

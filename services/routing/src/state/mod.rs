@@ -540,7 +540,7 @@ impl LiveState {
             .map(|(c, _)| c.to_string())
             .collect();
         let caps: Vec<String> = capacity.iter().map(|(c, n)| format!("{c}:{n}")).collect();
-        let traits = agent.traits.clone().unwrap_or_default();
+        let traits = agent.traits.unwrap_or_default();
         let field = agent.kind == rapport_proto::AgentKind::Field as i32;
         let mut inv = self.invoke(&LOGIN, center, now_ms);
         inv.arg(&agent.agent_id)
