@@ -1,0 +1,464 @@
+//! `rapport-bench`: starts the real mesh (redis-server + the four release
+//! binaries found next to this executable) and a bare tonic echo server,
+//! seeds agents and profiles, drives every scenario and its floor with the
+//! same load generator in the same run, and writes `latest.json` and
+//! `latest.md` (figures, floors, ratios, the machine) to `--out`.
+
+mod floors;
+mod load;
+mod report;
+mod scenarios;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use rapportctl::mesh::{Mesh, MeshOptions};
+
+use crate::load::{Mode, Op, Stats, Timing};
+use crate::report::{Comparison, Machine, Report, ScalingPoint};
+
+/// Parses "10", "10s", "500ms" or "2m".
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .map(|v| Duration::from_secs_f64(v * mult))
+        .map_err(|e| format!("bad duration {s:?}: {e}"))
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks Rapport against floors measured in the same run")]
+struct Args {
+    /// Measured time per point ("10s", "500ms").
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Warm-up per point, not counted.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Open-loop arrival rate (requests/s) for the fixed-rate points.
+    #[arg(long, default_value_t = 300.0)]
+    rate: f64,
+    /// Most requests open at once in open-loop runs (arrivals beyond wait,
+    /// and the wait counts in their latency).
+    #[arg(long, default_value_t = 512)]
+    max_in_flight: usize,
+    /// Requests in flight for the saturated points.
+    #[arg(long, default_value_t = 32)]
+    saturate: usize,
+    /// Agents logged in for the scenarios (100..100000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    agents: u64,
+    /// Agent counts of the scaling curve beyond --agents, comma-separated.
+    #[arg(long, default_value = "1000,10000", value_delimiter = ',')]
+    scale: Vec<usize>,
+    /// Profiles seeded, each with 20 contacts.
+    #[arg(long, default_value_t = 500)]
+    profiles: usize,
+    /// Scenarios to run.
+    #[arg(
+        long,
+        default_value = "echo,route,profile,classify,redis,scaling",
+        value_delimiter = ','
+    )]
+    scenarios: Vec<String>,
+    /// Where latest.json and latest.md go.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+    /// Where the mesh's logs and SQLite file go (a temp dir by default).
+    #[arg(long)]
+    workdir: Option<PathBuf>,
+}
+
+fn say(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "[rapport-bench] {msg}");
+}
+
+struct Suite {
+    timing: Timing,
+    points: Vec<Stats>,
+}
+
+impl Suite {
+    async fn point(&mut self, name: &str, op: Arc<dyn Op>, mode: Mode) -> Stats {
+        let stats = load::run(name, op, mode, self.timing).await;
+        say(&format!(
+            "{name:<28} {:>10.0} rps  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {:?}",
+            stats.rps,
+            stats.p50_us as f64 / 1000.0,
+            stats.p99_us as f64 / 1000.0,
+            stats.errors
+        ));
+        self.points.push(stats.clone());
+        stats
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let machine = Machine::detect();
+    let want = |s: &str| args.scenarios.iter().any(|x| x == s);
+    let agents = args.agents as usize;
+    let (one, sat) = (
+        Mode::Closed { in_flight: 1 },
+        Mode::Closed {
+            in_flight: args.saturate,
+        },
+    );
+    let open = Mode::Open {
+        rate: args.rate,
+        max_in_flight: args.max_in_flight,
+    };
+    let mut suite = Suite {
+        timing: Timing {
+            warmup: args.warmup,
+            duration: args.duration,
+        },
+        points: Vec::new(),
+    };
+    let mut comparisons = Vec::new();
+    let mut notes = Vec::new();
+
+    // The floor: a bare tonic server.
+    let echo_addr = floors::start_echo_server()?;
+    let echo = floors::echo_op(echo_addr).await?;
+    let echo1 = suite.point("echo (bare tonic)", echo.clone(), one).await;
+    let echo_sat = suite.point("echo (bare tonic)", echo.clone(), sat).await;
+    let echo_open = suite.point("echo (bare tonic)", echo.clone(), open).await;
+
+    say("starting the mesh");
+    let mut mesh = Mesh::start(MeshOptions {
+        routing_replicas: 1,
+        workdir: args.workdir.clone(),
+        env: vec![("RUST_LOG".into(), "warn".into())],
+    })
+    .await
+    .context("failed to start the mesh (run `cargo build --release --workspace --bins` first)")?;
+    let routing = mesh.routing_client(0).await?;
+    let mut profile = mesh.profile_client().await?;
+    let classification = mesh.classification_client().await?;
+
+    let t = Instant::now();
+    scenarios::login_agents(&routing, 0, agents, 16).await?;
+    notes.push(format!(
+        "{agents} agents logged in in {:.1} s",
+        t.elapsed().as_secs_f64()
+    ));
+    let t = Instant::now();
+    let profiles = args.profiles.max(1);
+    scenarios::seed_profiles(&profile, profiles, 16).await?;
+    notes.push(format!(
+        "{profiles} profiles × 20 contacts seeded in {:.1} s ({:.0} profiles/s)",
+        t.elapsed().as_secs_f64(),
+        profiles as f64 / t.elapsed().as_secs_f64()
+    ));
+    say(notes.last().map_or("", String::as_str));
+
+    let route = scenarios::RouteOp::new(routing.clone(), "bench", profiles);
+    let mut route1_p50 = None;
+    if want("route") || want("scaling") {
+        let r1 = suite
+            .point(&format!("RouteCall ({agents} agents)"), route.clone(), one)
+            .await;
+        route1_p50 = Some(r1.p50_us);
+        comparisons.push(Comparison::new(
+            "RouteCall p50, 1 in flight",
+            r1.p50_us as f64 / 1000.0,
+            "echo p50, 1 in flight",
+            echo1.p50_us as f64 / 1000.0,
+            "ms",
+            "≤ 4",
+        ));
+    }
+    if want("route") {
+        let rs = suite
+            .point(&format!("RouteCall cycle ({agents} agents)"), route.clone(), sat)
+            .await;
+        comparisons.push(Comparison::new(
+            "RouteCall cycles/s saturated (RouteCall+AcceptOffer+CompleteCall)",
+            rs.rps,
+            "echo rps saturated",
+            echo_sat.rps,
+            "rps",
+            "≥ 0.25",
+        ));
+        let ro = suite
+            .point(&format!("RouteCall ({agents} agents)"), route.clone(), open)
+            .await;
+        comparisons.push(Comparison::new(
+            &format!("RouteCall p99 open loop {:.0}/s", args.rate),
+            ro.p99_us as f64 / 1000.0,
+            &format!("echo p99 open loop {:.0}/s", args.rate),
+            echo_open.p99_us as f64 / 1000.0,
+            "ms",
+            "RouteCall p99 ≤ 10 ms",
+        ));
+    }
+    if want("profile") {
+        for (name, by_phone) in [("GetProfile", false), ("LookupByPhone", true)] {
+            let op: Arc<dyn Op> = Arc::new(scenarios::ProfileOp {
+                client: profile.clone(),
+                customers: profiles,
+                by_phone,
+            });
+            let p1 = suite
+                .point(&format!("{name} ({profiles} profiles)"), op.clone(), one)
+                .await;
+            let ps = suite
+                .point(&format!("{name} ({profiles} profiles)"), op.clone(), sat)
+                .await;
+            comparisons.push(Comparison::new(
+                &format!("{name} p50, 1 in flight"),
+                p1.p50_us as f64 / 1000.0,
+                "echo p50, 1 in flight",
+                echo1.p50_us as f64 / 1000.0,
+                "ms",
+                "",
+            ));
+            comparisons.push(Comparison::new(
+                &format!("{name} rps saturated"),
+                ps.rps,
+                "echo rps saturated",
+                echo_sat.rps,
+                "rps",
+                "",
+            ));
+            if !by_phone {
+                let po = suite
+                    .point(&format!("{name} ({profiles} profiles)"), op.clone(), open)
+                    .await;
+                comparisons.push(Comparison::new(
+                    &format!("{name} p99 open loop {:.0}/s", args.rate),
+                    po.p99_us as f64 / 1000.0,
+                    &format!("echo p99 open loop {:.0}/s", args.rate),
+                    echo_open.p99_us as f64 / 1000.0,
+                    "ms",
+                    "GetProfile p99 ≤ 2 ms",
+                ));
+            }
+        }
+    }
+    if want("classify") {
+        let op: Arc<dyn Op> =
+            scenarios::ClassifyOp::new(classification.clone(), &mut profile).await?;
+        let c1 = suite
+            .point("Classify (500 chars, 20 contacts)", op.clone(), one)
+            .await;
+        let cs = suite
+            .point("Classify (500 chars, 20 contacts)", op.clone(), sat)
+            .await;
+        comparisons.push(Comparison::new(
+            "Classify p50, 1 in flight",
+            c1.p50_us as f64 / 1000.0,
+            "echo p50, 1 in flight",
+            echo1.p50_us as f64 / 1000.0,
+            "ms",
+            "",
+        ));
+        comparisons.push(Comparison::new(
+            "Classify rps saturated",
+            cs.rps,
+            "echo rps saturated",
+            echo_sat.rps,
+            "rps",
+            "",
+        ));
+    }
+
+    let mut redis = Vec::new();
+    if want("redis") {
+        if rapportctl_which("redis-benchmark") {
+            let port = mesh.redis.port();
+            let n = |rps_guess: f64| ((rps_guess * args.duration.as_secs_f64()) as u32).max(1000);
+            let runs: [(&str, u32, u32, Vec<&str>); 3] = [
+                ("SET", 1, n(10_000.0), vec!["-t", "set"]),
+                ("SET", args.saturate as u32, n(50_000.0), vec!["-t", "set"]),
+                (
+                    "EVAL (one-line Lua: ZSCORE)",
+                    args.saturate as u32,
+                    n(40_000.0),
+                    vec![
+                        "EVAL",
+                        "return redis.call('ZSCORE', KEYS[1], ARGV[1])",
+                        "1",
+                        "bench:z",
+                        "m",
+                    ],
+                ),
+            ];
+            for (name, clients, requests, extra) in runs {
+                match floors::redis_benchmark(port, name, clients, requests, &extra) {
+                    Ok(fig) => {
+                        say(&format!(
+                            "redis-benchmark {name} -c {clients}: {:.0} rps",
+                            fig.rps
+                        ));
+                        redis.push(fig);
+                    }
+                    Err(e) => notes.push(format!("redis-benchmark {name}: {e:#}")),
+                }
+            }
+            if let Some(set1) = redis.first() {
+                if let Some(p50) = set1.p50_ms {
+                    comparisons.push(Comparison::new(
+                        "echo p50, 1 in flight (gRPC floor)",
+                        echo1.p50_us as f64 / 1000.0,
+                        "redis SET p50, 1 client",
+                        p50,
+                        "ms",
+                        "",
+                    ));
+                }
+            }
+            if let (Some(rs), Some(set)) = (
+                suite
+                    .points
+                    .iter()
+                    .find(|p| p.name.starts_with("RouteCall cycle")),
+                redis.get(1),
+            ) {
+                comparisons.push(Comparison::new(
+                    "RouteCall cycles/s saturated",
+                    rs.rps,
+                    "redis SET rps saturated",
+                    set.rps,
+                    "rps",
+                    "",
+                ));
+            }
+        } else {
+            notes.push("redis-benchmark not on PATH: no Redis floor".into());
+        }
+    }
+
+    let mut scaling = Vec::new();
+    if want("scaling") {
+        if let Some(base) = suite
+            .points
+            .iter()
+            .find(|p| p.name == format!("RouteCall ({agents} agents)"))
+        {
+            scaling.push(ScalingPoint {
+                agents,
+                p50_us: base.p50_us,
+                p99_us: base.p99_us,
+                rps: base.rps,
+            });
+        }
+        let mut logged = agents;
+        for &target in args.scale.iter().filter(|&&n| n > agents && n <= 100_000) {
+            let t = Instant::now();
+            scenarios::login_agents(&routing, logged, target, 32).await?;
+            logged = target;
+            notes.push(format!(
+                "agents {} → {target} logged in in {:.1} s",
+                scaling.last().map_or(agents, |s| s.agents),
+                t.elapsed().as_secs_f64()
+            ));
+            say(notes.last().map_or("", String::as_str));
+            let s = suite
+                .point(&format!("RouteCall ({target} agents)"), route.clone(), one)
+                .await;
+            scaling.push(ScalingPoint {
+                agents: target,
+                p50_us: s.p50_us,
+                p99_us: s.p99_us,
+                rps: s.rps,
+            });
+        }
+        if let (Some(base), Some(last)) = (route1_p50, scaling.last())
+            && scaling.len() > 1
+        {
+            comparisons.push(Comparison::new(
+                &format!("RouteCall p50 at {} agents", last.agents),
+                last.p50_us as f64 / 1000.0,
+                &format!("RouteCall p50 at {agents} agents"),
+                base as f64 / 1000.0,
+                "ms",
+                "≤ 1.25",
+            ));
+        }
+    }
+
+    mesh.shutdown(Duration::from_secs(5));
+    let books = route.books();
+    notes.push(format!(
+        "suite took {:.0} s; durations {:?} measured + {:?} warm-up per point",
+        started.elapsed().as_secs_f64(),
+        args.duration,
+        args.warmup
+    ));
+    let report = Report {
+        machine,
+        settings: serde_json::json!({
+            "duration_s": args.duration.as_secs_f64(),
+            "warmup_s": args.warmup.as_secs_f64(),
+            "rate": args.rate,
+            "max_in_flight": args.max_in_flight,
+            "saturate": args.saturate,
+            "agents": agents,
+            "scale": args.scale,
+            "profiles": profiles,
+            "route_callers": "seeded customers by phone (full personalized path: lookup + classify + reserve)",
+            "scenarios": args.scenarios,
+        }),
+        comparisons,
+        points: suite.points,
+        scaling,
+        redis,
+        route_books: books,
+        notes,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("create {}", args.out.display()))?;
+    let md = report.markdown();
+    std::fs::write(
+        args.out.join("latest.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(args.out.join("latest.md"), &md)?;
+    let _ = writeln!(std::io::stdout(), "{md}");
+    say(&format!("wrote {}/latest.{{json,md}}", args.out.display()));
+    if report.route_books.double_assignments > 0 || report.route_books.lost > 0 {
+        anyhow::bail!(
+            "correctness: {} double assignments, {} lost contacts",
+            report.route_books.double_assignments,
+            report.route_books.lost
+        );
+    }
+    Ok(())
+}
+
+fn rapportctl_which(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join(name).is_file())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_or_without_units() {
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("fast").is_err());
+    }
+}
