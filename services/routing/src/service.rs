@@ -1631,5 +1631,23 @@ mod tests {
         a.agent_id = "a b".into();
         assert_eq!(field(a), "agent.agent_id");
         assert_eq!(validate_agent(None).unwrap_err().field, "agent");
+        let mut a = agent();
+        a.capacity = vec![
+            pb::ChannelCapacity { channel: 2, max: 3 },
+            pb::ChannelCapacity { channel: 2, max: 1 },
+        ];
+        assert_eq!(field(a), "agent.capacity[1].channel");
+        let mut a = agent();
+        a.capacity.push(pb::ChannelCapacity { channel: 2, max: 51 });
+        assert_eq!(field(a), "agent.capacity[0].max");
+        let mut a = agent();
+        a.kind = pb::AgentKind::Field as i32;
+        assert_eq!(field(a), "agent.phone", "a field manager needs a phone");
+        let mut a = agent();
+        a.traits = Some(pb::AgentTraits {
+            empathy: -1.0,
+            de_escalation: 5.0,
+        });
+        assert_eq!(field(a), "agent.traits.empathy");
     }
 }
