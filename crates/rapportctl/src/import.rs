@@ -629,6 +629,8 @@ struct CsvRow {
     notes: String,
 }
 
+// One reader per import: the size of the larger variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Reader<R: std::io::BufRead> {
     Jsonl {
         input: R,

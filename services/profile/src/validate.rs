@@ -514,7 +514,7 @@ fn hex(s: &str) -> String {
 
 fn unhex(field: &str, s: &str) -> Result<String, FieldError> {
     let bad = || FieldError::new(field, "is not a token this service issued");
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(bad());
     }
     let bytes = (0..s.len())

@@ -18,9 +18,13 @@
 //! partial indexes must see verbatim. Integers are BIGINT/i64 everywhere.
 //!
 //! A summary is a handful of index range scans over one customer's rows:
-//! windowed counters read only the last 90 days, lists stop at a LIMIT, and
-//! the all-time total, wait evidence and affinity agents are answered from
-//! the index or a partial index. Nothing loads the history into Rust.
+//! windowed counters read only the last 90 days, lists stop at a LIMIT,
+//! wait evidence and affinity agents come from partial indexes, and the
+//! all-time total and last contact are maintained on the customer row by
+//! every recorded contact. Nothing loads the history into Rust.
+//!
+//! Every write that changes something appends to the `changes` outbox as
+//! its last statement (`record_change`), in the same transaction.
 
 /// Columns of `contacts`, in the order `contact_from_row` expects them.
 macro_rules! contact_columns {
