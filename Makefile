@@ -50,3 +50,9 @@ eval: ## Per-class precision/recall and macro-F1 of classification on the held-o
 clean: ## Remove build output and demo state
 	$(CARGO) clean
 	rm -rf .demo
+
+.PHONY: bench
+bench: ## Release build, then the benchmark suite with its floors (≤ 15 min) → bench/results/latest.{md,json}
+	@scripts/ensure-deps.sh redis
+	$(CARGO) build --release --workspace --bins
+	./target/release/rapport-bench --out bench/results $(BENCH_ARGS)

@@ -119,14 +119,52 @@ pub fn redis_benchmark(
     })
 }
 
+/// The Lua used for the EVALSHA floor: the shape of a reservation (read the
+/// best idle member of a sorted set, write a hash), not our real script.
+pub const RESERVE_LIKE_LUA: &str = "local a = redis.call('ZREVRANGE', KEYS[1], 0, 0) redis.call('HINCRBY', KEYS[2], 'n', 1) return a";
+
+/// Seeds the keys RESERVE_LIKE_LUA reads and loads it; returns its SHA.
+pub fn load_reserve_like(port: u16) -> anyhow::Result<String> {
+    let cli = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .context("failed to run redis-cli")?;
+        if !out.status.success() {
+            bail!("redis-cli failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let mut zadd = vec!["ZADD", "bench:idle"];
+    let members: Vec<String> = (0..100).map(|i| format!("{i} a{i}")).collect();
+    for m in &members {
+        zadd.extend(m.split(' '));
+    }
+    cli(&zadd)?;
+    let sha = cli(&["SCRIPT", "LOAD", RESERVE_LIKE_LUA])?;
+    if sha.len() != 40 {
+        bail!("SCRIPT LOAD answered {sha:?}");
+    }
+    Ok(sha)
+}
+
 /// Parses redis-benchmark's `--csv` output: an optional header
 /// (`"test","rps","avg_latency_ms",…,"p50_latency_ms",…,"p99_latency_ms",…`)
 /// then one row per test. Returns (test, rps, p50 ms, p99 ms).
 pub fn parse_redis_csv(text: &str) -> Vec<(String, f64, Option<f64>, Option<f64>)> {
+    // Fields are double-quoted and may hold commas (a raw command's name).
     let split = |line: &str| -> Vec<String> {
-        line.split(',')
-            .map(|f| f.trim().trim_matches('"').to_owned())
-            .collect()
+        let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+        for c in line.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => fields.push(std::mem::take(&mut field)),
+                c => field.push(c),
+            }
+        }
+        fields.push(field);
+        fields.into_iter().map(|f| f.trim().to_owned()).collect()
     };
     let mut columns: Option<Vec<String>> = None;
     let mut rows = Vec::new();
@@ -168,6 +206,16 @@ mod tests {
             rows,
             vec![("SET".into(), 81234.56, Some(0.303), Some(0.711))]
         );
+    }
+
+    #[test]
+    fn a_raw_command_with_commas_in_its_name_is_one_field() {
+        let text = "\"test\",\"rps\",\"avg_latency_ms\",\"min_latency_ms\",\"p50_latency_ms\",\"p95_latency_ms\",\"p99_latency_ms\",\"max_latency_ms\"\n\"EVAL return redis.call('ZSCORE', KEYS[1], ARGV[1]) 1 bench:z m\",\"23529.41\",\"0.128\",\"0.024\",\"0.071\",\"0.335\",\"2.479\",\"4.335\"\n";
+        let rows = parse_redis_csv(text);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].1, 23529.41);
+        assert_eq!(rows[0].2, Some(0.071));
+        assert_eq!(rows[0].3, Some(2.479));
     }
 
     #[test]

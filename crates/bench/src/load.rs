@@ -190,11 +190,9 @@ pub async fn run(name: &str, op: Arc<dyn Op>, mode: Mode, timing: Timing) -> Sta
             while workers.join_next().await.is_some() {}
         }
     }
-    let stats = rec
-        .lock()
+    rec.lock()
         .expect("recorder")
-        .stats(name, mode, timing.duration);
-    stats
+        .stats(name, mode, timing.duration)
 }
 
 #[cfg(test)]
@@ -231,11 +229,7 @@ mod tests {
         }
         rec.record(Duration::from_millis(1), &Err(tonic::Code::Unavailable));
         rec.record(Duration::from_millis(1), &Err(tonic::Code::Unavailable));
-        let s = rec.stats(
-            "x",
-            Mode::Closed { in_flight: 1 },
-            Duration::from_secs(10),
-        );
+        let s = rec.stats("x", Mode::Closed { in_flight: 1 }, Duration::from_secs(10));
         assert_eq!(s.count, 102);
         assert_eq!(s.ok, 100);
         assert_eq!(s.errors.get("Unavailable"), Some(&2));

@@ -62,7 +62,7 @@ struct Args {
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     agents: u64,
     /// Agent counts of the scaling curve beyond --agents, comma-separated.
-    #[arg(long, default_value = "1000,10000", value_delimiter = ',')]
+    #[arg(long, default_value = "1000,10000,100000", value_delimiter = ',')]
     scale: Vec<usize>,
     /// Profiles seeded, each with 20 contacts.
     #[arg(long, default_value_t = 500)]
@@ -153,14 +153,14 @@ async fn main() -> anyhow::Result<()> {
     let classification = mesh.classification_client().await?;
 
     let t = Instant::now();
-    scenarios::login_agents(&routing, 0, agents, 16).await?;
+    scenarios::login_agents(&routing, 0, agents, 64).await?;
     notes.push(format!(
         "{agents} agents logged in in {:.1} s",
         t.elapsed().as_secs_f64()
     ));
     let t = Instant::now();
     let profiles = args.profiles.max(1);
-    scenarios::seed_profiles(&profile, profiles, 16).await?;
+    scenarios::seed_profiles(&profile, profiles, 64).await?;
     notes.push(format!(
         "{profiles} profiles × 20 contacts seeded in {:.1} s ({:.0} profiles/s)",
         t.elapsed().as_secs_f64(),
@@ -186,7 +186,11 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("route") {
         let rs = suite
-            .point(&format!("RouteCall cycle ({agents} agents)"), route.clone(), sat)
+            .point(
+                &format!("RouteCall cycle ({agents} agents)"),
+                route.clone(),
+                sat,
+            )
             .await;
         comparisons.push(Comparison::new(
             "RouteCall cycles/s saturated (RouteCall+AcceptOffer+CompleteCall)",
@@ -284,22 +288,21 @@ async fn main() -> anyhow::Result<()> {
         if rapportctl_which("redis-benchmark") {
             let port = mesh.redis.port();
             let n = |rps_guess: f64| ((rps_guess * args.duration.as_secs_f64()) as u32).max(1000);
-            let runs: [(&str, u32, u32, Vec<&str>); 3] = [
+            let sha = floors::load_reserve_like(port)
+                .map_err(|e| notes.push(format!("EVALSHA floor skipped: {e:#}")))
+                .ok();
+            let mut runs: Vec<(&str, u32, u32, Vec<&str>)> = vec![
                 ("SET", 1, n(10_000.0), vec!["-t", "set"]),
                 ("SET", args.saturate as u32, n(50_000.0), vec!["-t", "set"]),
-                (
-                    "EVAL (one-line Lua: ZSCORE)",
-                    args.saturate as u32,
-                    n(40_000.0),
-                    vec![
-                        "EVAL",
-                        "return redis.call('ZSCORE', KEYS[1], ARGV[1])",
-                        "1",
-                        "bench:z",
-                        "m",
-                    ],
-                ),
             ];
+            if let Some(sha) = sha.as_deref() {
+                runs.push((
+                    "EVALSHA (ZREVRANGE + HINCRBY)",
+                    args.saturate as u32,
+                    n(30_000.0),
+                    vec!["EVALSHA", sha, "2", "bench:idle", "bench:agent"],
+                ));
+            }
             for (name, clients, requests, extra) in runs {
                 match floors::redis_benchmark(port, name, clients, requests, &extra) {
                     Ok(fig) => {
@@ -312,17 +315,15 @@ async fn main() -> anyhow::Result<()> {
                     Err(e) => notes.push(format!("redis-benchmark {name}: {e:#}")),
                 }
             }
-            if let Some(set1) = redis.first() {
-                if let Some(p50) = set1.p50_ms {
-                    comparisons.push(Comparison::new(
-                        "echo p50, 1 in flight (gRPC floor)",
-                        echo1.p50_us as f64 / 1000.0,
-                        "redis SET p50, 1 client",
-                        p50,
-                        "ms",
-                        "",
-                    ));
-                }
+            if let Some(p50) = redis.first().and_then(|set1| set1.p50_ms) {
+                comparisons.push(Comparison::new(
+                    "echo p50, 1 in flight (gRPC floor)",
+                    echo1.p50_us as f64 / 1000.0,
+                    "redis SET p50, 1 client",
+                    p50,
+                    "ms",
+                    "",
+                ));
             }
             if let (Some(rs), Some(set)) = (
                 suite
@@ -362,7 +363,7 @@ async fn main() -> anyhow::Result<()> {
         let mut logged = agents;
         for &target in args.scale.iter().filter(|&&n| n > agents && n <= 100_000) {
             let t = Instant::now();
-            scenarios::login_agents(&routing, logged, target, 32).await?;
+            scenarios::login_agents(&routing, logged, target, 64).await?;
             logged = target;
             notes.push(format!(
                 "agents {} → {target} logged in in {:.1} s",
@@ -423,8 +424,7 @@ async fn main() -> anyhow::Result<()> {
         route_books: books,
         notes,
     };
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
     let md = report.markdown();
     std::fs::write(
         args.out.join("latest.json"),
@@ -444,9 +444,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn rapportctl_which(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(name).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
 }
 
 #[cfg(test)]

@@ -281,7 +281,9 @@ mod tests {
         let md = report.markdown();
         assert!(md.contains("2 × Test CPU"), "{md}");
         assert!(
-            md.contains("| RouteCall saturated | 1500 rps | echo saturated | 6000 rps | 0.25 | ≥ 0.25 |"),
+            md.contains(
+                "| RouteCall saturated | 1500 rps | echo saturated | 6000 rps | 0.25 | ≥ 0.25 |"
+            ),
             "{md}"
         );
         assert!(
