@@ -82,10 +82,15 @@ impl Caller {
     }
 }
 
+/// The authenticated caller of a request, if auth is on.
+pub fn caller<T>(request: &tonic::Request<T>) -> Option<Caller> {
+    request.extensions().get::<Caller>().cloned()
+}
+
 /// Refuses a request whose caller is an agent desktop acting for another
-/// agent. Without auth (no caller in the extensions) everything passes.
-pub fn require_agent(extensions: &http::Extensions, agent_id: &str) -> Result<(), tonic::Status> {
-    match extensions.get::<Caller>() {
+/// agent. Without auth (no caller) everything passes.
+pub fn require_agent(caller: Option<&Caller>, agent_id: &str) -> Result<(), tonic::Status> {
+    match caller {
         Some(caller) if !caller.may_act_for(agent_id) => Err(tonic::Status::permission_denied(
             "an agent desktop may only act for its own agent",
         )),

@@ -970,7 +970,10 @@ impl pb::routing_service_server::RoutingService for Routing {
         &self,
         request: Request<pb::CompleteCallRequest>,
     ) -> Result<Response<pb::CompleteCallResponse>, Status> {
+        // An agent desktop acts only for its own agent.
+        let caller = rapport_kit::security::caller(&request);
         let req = request.into_inner();
+        rapport_kit::security::require_agent(caller.as_ref(), &req.agent_id)?;
         let center = self.center(&req.center_id)?;
         validate::id("call_id", &req.call_id)?;
         validate::id("agent_id", &req.agent_id)?;
@@ -1054,7 +1057,16 @@ impl pb::routing_service_server::RoutingService for Routing {
         &self,
         request: Request<pb::LoginAgentRequest>,
     ) -> Result<Response<pb::AgentState>, Status> {
+        // An agent desktop acts only for its own agent.
+        let caller = rapport_kit::security::caller(&request);
         let req = request.into_inner();
+        rapport_kit::security::require_agent(
+            caller.as_ref(),
+            req.agent
+                .as_ref()
+                .map(|a| a.agent_id.as_str())
+                .unwrap_or(""),
+        )?;
         let center = self.center(&req.center_id)?;
         let mut agent = validate_agent(req.agent.as_ref())?;
         if !agent.phone.is_empty() {
@@ -1085,7 +1097,10 @@ impl pb::routing_service_server::RoutingService for Routing {
         &self,
         request: Request<pb::SetAgentStatusRequest>,
     ) -> Result<Response<pb::AgentState>, Status> {
+        // An agent desktop acts only for its own agent.
+        let caller = rapport_kit::security::caller(&request);
         let req = request.into_inner();
+        rapport_kit::security::require_agent(caller.as_ref(), &req.agent_id)?;
         let center = self.center(&req.center_id)?;
         validate::id("agent_id", &req.agent_id)?;
         validate::text("reason", &req.reason, 200)?;
@@ -1113,7 +1128,10 @@ impl pb::routing_service_server::RoutingService for Routing {
         &self,
         request: Request<pb::GetAgentRequest>,
     ) -> Result<Response<pb::AgentState>, Status> {
+        // An agent desktop acts only for its own agent.
+        let caller = rapport_kit::security::caller(&request);
         let req = request.into_inner();
+        rapport_kit::security::require_agent(caller.as_ref(), &req.agent_id)?;
         let center = self.center(&req.center_id)?;
         validate::id("agent_id", &req.agent_id)?;
         Ok(Response::new(
@@ -1125,7 +1143,10 @@ impl pb::routing_service_server::RoutingService for Routing {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        // An agent desktop acts only for its own agent.
+        let caller = rapport_kit::security::caller(&request);
         let req = request.into_inner();
+        rapport_kit::security::require_agent(caller.as_ref(), &req.agent_id)?;
         let center = self.center(&req.center_id)?;
         validate::id("agent_id", &req.agent_id)?;
         let ttl = Duration::from_secs(self.policy.field.presence_ttl_s);
@@ -1143,7 +1164,10 @@ impl pb::routing_service_server::RoutingService for Routing {
         &self,
         request: Request<pb::WatchAgentRequest>,
     ) -> Result<Response<Self::WatchAgentStream>, Status> {
+        // An agent desktop acts only for its own agent.
+        let caller = rapport_kit::security::caller(&request);
         let req = request.into_inner();
+        rapport_kit::security::require_agent(caller.as_ref(), &req.agent_id)?;
         let center = self.center(&req.center_id)?;
         validate::id("agent_id", &req.agent_id)?;
         self.state.agent(&center, &req.agent_id).await?;
@@ -1183,7 +1207,10 @@ impl pb::routing_service_server::RoutingService for Routing {
         &self,
         request: Request<pb::AcceptOfferRequest>,
     ) -> Result<Response<pb::AgentState>, Status> {
+        // An agent desktop acts only for its own agent.
+        let caller = rapport_kit::security::caller(&request);
         let req = request.into_inner();
+        rapport_kit::security::require_agent(caller.as_ref(), &req.agent_id)?;
         let center = self.center(&req.center_id)?;
         validate::id("agent_id", &req.agent_id)?;
         validate::id("offer_id", &req.offer_id)?;
@@ -1199,7 +1226,10 @@ impl pb::routing_service_server::RoutingService for Routing {
         &self,
         request: Request<pb::RejectOfferRequest>,
     ) -> Result<Response<pb::AgentState>, Status> {
+        // An agent desktop acts only for its own agent.
+        let caller = rapport_kit::security::caller(&request);
         let req = request.into_inner();
+        rapport_kit::security::require_agent(caller.as_ref(), &req.agent_id)?;
         let center = self.center(&req.center_id)?;
         validate::id("agent_id", &req.agent_id)?;
         validate::id("offer_id", &req.offer_id)?;
@@ -1638,7 +1668,10 @@ mod tests {
         ];
         assert_eq!(field(a), "agent.capacity[1].channel");
         let mut a = agent();
-        a.capacity.push(pb::ChannelCapacity { channel: 2, max: 51 });
+        a.capacity.push(pb::ChannelCapacity {
+            channel: 2,
+            max: 51,
+        });
         assert_eq!(field(a), "agent.capacity[0].max");
         let mut a = agent();
         a.kind = pb::AgentKind::Field as i32;
