@@ -116,6 +116,65 @@ fn text_sections() -> &'static str {
     builtin.find("\n[text]\n").map_or("", |i| &builtin[i..])
 }
 
+/// Text of any kind: arbitrary Unicode, lexicon words with negators and
+/// degree words shuffled in, punctuation runs, and long inputs.
+fn any_text() -> impl Strategy<Value = String> {
+    let words = proptest::sample::select(vec![
+        "不",
+        "不是",
+        "很",
+        "非常",
+        "生气",
+        "失望",
+        "赔偿",
+        "银保监会",
+        "卡丢了",
+        "not",
+        "very",
+        "angry",
+        "refund",
+        "regulator",
+        "!",
+        "！",
+        "，",
+        "but",
+        "但是",
+        "*",
+        "'",
+        "n't",
+        "\n",
+        " ",
+        "😡",
+    ]);
+    prop_oneof![
+        any::<String>(),
+        "\\PC{0,600}",
+        proptest::collection::vec(words, 0..80).prop_map(|w| w.concat()),
+        proptest::collection::vec(any::<char>(), 0..2000).prop_map(|c| c.into_iter().collect()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    #[test]
+    fn classify_never_panics_on_arbitrary_text(text in any_text()) {
+        let policy = Policy::builtin().expect("built-in policy");
+        let request = ClassifyRequest { text, ..ClassifyRequest::default() };
+        let c = classify(&policy, &request, now());
+        let emotion = c.emotion.expect("emotion");
+        prop_assert!((0.0..=1.0).contains(&emotion.intensity));
+        prop_assert!(!emotion.evidence.is_empty());
+        prop_assert!((0.0..=1.0).contains(&c.churn_risk));
+        let total: f64 = c.needs.iter().map(|n| n.weight).sum();
+        // Each weight is rounded to three decimals.
+        prop_assert!(total <= 1.0 + 0.006, "needs sum {}", total);
+        prop_assert!(c.needs.iter().all(|n| !n.evidence.is_empty()));
+        prop_assert!(c.risk_flags.iter().all(|f| !f.evidence.is_empty()));
+        prop_assert!(!c.moment_of_truth.expect("moment").reason.is_empty());
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2_000))]
 

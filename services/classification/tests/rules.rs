@@ -54,7 +54,7 @@ fn with_history(summary: HistorySummary, customer: Customer, text: &str) -> Clas
     )
 }
 
-fn flag<'a>(c: &'a Classification, kind: RiskKind) -> Option<&'a Vec<String>> {
+fn flag(c: &Classification, kind: RiskKind) -> Option<&Vec<String>> {
     c.risk_flags
         .iter()
         .find(|f| f.kind() == kind)

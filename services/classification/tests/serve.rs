@@ -303,7 +303,7 @@ async fn the_policy_reloads_on_file_change_and_sighup_and_keeps_the_old_one_on_a
         ..Config::for_tests()
     };
     let mut running = Running::start(config).await;
-    let mut current = async |client: &mut ClassificationServiceClient<GrpcChannel>| {
+    let current = async |client: &mut ClassificationServiceClient<GrpcChannel>| {
         client
             .classify(ClassifyRequest::default())
             .await

@@ -798,3 +798,83 @@ pub(crate) fn categories(moment_events: &HashMap<String, MomentEvent>) -> HashSe
     out.insert("moment_of_truth".to_owned());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::policy::{BUILTIN_POLICY, Policy, PolicyError, Problem};
+
+    fn line_of(needle: &str) -> usize {
+        BUILTIN_POLICY
+            .lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("built-in policy lacks {needle:?}"))
+    }
+
+    fn problems(source: &str) -> Vec<Problem> {
+        match Policy::parse(source) {
+            Err(PolicyError::Invalid { problems }) => problems,
+            other => panic!("expected range problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_weights_are_refused_with_key_and_line() {
+        let source = BUILTIN_POLICY.replacen("model_weight = 1.2", "model_weight = 9", 1);
+        let p = problems(&source);
+        assert_eq!(p[0].key, "needs.model_weight");
+        assert_eq!(p[0].line, line_of("model_weight = 1.2"));
+        assert!(p[0].to_string().contains("out of range"), "{}", p[0]);
+
+        let source = BUILTIN_POLICY.replacen("per_complaint = 0.25", "per_complaint = -0.1", 1);
+        assert_eq!(problems(&source)[0].key, "needs.history.per_complaint");
+
+        let source = BUILTIN_POLICY.replacen("min_intensity = 0.8", "min_intensity = nan", 1);
+        assert_eq!(problems(&source)[0].key, "moment_of_truth.min_intensity");
+
+        let source = BUILTIN_POLICY.replacen("min_contacts_7d = 3", "min_contacts_7d = 1", 1);
+        assert_eq!(
+            problems(&source)[0].key,
+            "risk.repeat_caller.min_contacts_7d"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_new_sections_are_refused_with_their_line() {
+        let source = BUILTIN_POLICY.replacen("negated_to_calm = 0.6", "negated_to_clam = 0.6", 1);
+        let err = Policy::parse(&source).expect_err("typo");
+        assert_eq!(err.line(), Some(line_of("negated_to_calm = 0.6")));
+        assert!(err.to_string().contains("negated_to_clam"), "{err}");
+
+        let source = BUILTIN_POLICY.replacen("[needs.terms.just_talk]", "[needs.terms.gossip]", 1);
+        assert!(Policy::parse(&source).is_err());
+    }
+
+    #[test]
+    fn empty_repeated_terms_and_unknown_categories_are_refused() {
+        let source = BUILTIN_POLICY.replacen("\"赔偿\", \"补偿\",", "\"赔偿\", \"赔偿\",", 1);
+        let p = problems(&source);
+        assert_eq!(p[0].key, "needs.terms.compensation.terms");
+        assert!(p[0].problem.contains("twice"), "{}", p[0]);
+
+        let source = BUILTIN_POLICY.replacen("\"銀保監會\"", "\"\"", 1);
+        let source = source.replacen("\"银保监会\", \"银监会\"", "\"\", \"银监会\"", 1);
+        assert_eq!(problems(&source)[0].key, "risk.escalation_threat.terms");
+
+        let source = BUILTIN_POLICY.replacen("card_lost = [\"block", "card_gone = [\"block", 1);
+        let p = problems(&source);
+        assert_eq!(p[0].key, "guidance.solutions.card_gone");
+        assert!(p[0].problem.contains("card_lost"), "{}", p[0]);
+    }
+
+    #[test]
+    fn the_builtin_sections_compile_their_lexicons() {
+        let policy = Policy::builtin().expect("valid");
+        assert!(policy.needs().terms.len() > 100);
+        assert!(policy.emotion().terms.len() > 100);
+        assert!(policy.risk().terms.len() > 50);
+        assert_eq!(policy.moment().events["flight_cancelled"].window_hours, 48);
+        assert_eq!(policy.moment().events["card_lost"].window_hours, 72);
+        assert!(policy.guidance().scope.contains_key("escalation_threat"));
+    }
+}

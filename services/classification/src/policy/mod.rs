@@ -1,5 +1,7 @@
-//! The classification policy: the thresholds, place lists and patience
-//! parameters operators tune in `policy/classification.toml`.
+//! The classification policy: the thresholds, place lists, patience
+//! parameters, lexicons, weights and guidance texts operators tune in
+//! `policy/classification.toml`, together with the text model and case
+//! library it is used with.
 //!
 //! A [`Policy`] only exists validated: it is built by [`Policy::parse`]
 //! (or [`PolicySource::load`]), which refuses unknown keys and out-of-range
@@ -7,9 +9,9 @@
 //! on its invariants (e.g. `floor_s <= default_s`) — though they still never
 //! panic if those were broken.
 //!
-//! The service reads the policy through a [`SharedPolicy`], so a later
-//! reload (SIGHUP or file change, classification issue) can swap in a new
-//! policy atomically while requests in flight finish on the old one.
+//! The service reads the policy through a [`SharedPolicy`], so a reload
+//! (SIGHUP or file change, see `crate::reload`) swaps in a new policy
+//! atomically while requests in flight finish on the old one.
 
 mod analysis;
 mod file;
@@ -33,10 +35,8 @@ use crate::model::{ModelError, TextModel};
 /// repository root so the service runs without any file.
 pub const BUILTIN_POLICY: &str = include_str!("../../../../policy/classification.toml");
 
-/// A validated classification policy.
-///
-/// New rule families (needs, emotion, risk, guidance) add their own section
-/// here and in the file, with the same validation discipline.
+/// A validated classification policy, with the text model and case library
+/// it classifies with (the compiled-in ones unless replaced).
 #[derive(Debug, Clone)]
 pub struct Policy {
     version: String,

@@ -184,7 +184,8 @@ pub fn needs(
     }
 
     let total: f64 = score.iter().sum();
-    if !(total > 0.0) {
+    // NaN cannot occur (inputs are clamped), but is treated as "nothing".
+    if total.is_nan() || total <= 0.0 {
         return Needs {
             scores: Vec::new(),
             primary: Need::Unspecified,
