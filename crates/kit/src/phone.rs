@@ -188,3 +188,10 @@ mod tests {
         );
     }
 }
+
+/// Loads the phone metadata now. The library parses it lazily on first use,
+/// which takes hundreds of milliseconds; services call this at startup so no
+/// caller's request pays for it.
+pub fn warm_up() {
+    let _ = normalize("+8613800138000", Region::CN);
+}

@@ -87,6 +87,7 @@ impl rapport_kit::Service for App {
     const NAME: &'static str = "profile";
 
     async fn build(config: Config) -> anyhow::Result<Self> {
+        rapport_kit::phone::warm_up();
         let store = Backend::connect(
             &config.database_url,
             PoolOptions {

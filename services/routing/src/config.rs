@@ -54,6 +54,18 @@ pub struct Config {
     #[arg(long, env = "RAPPORT_DEPENDENCY_TIMEOUT", default_value = "150ms", value_parser = parse_duration)]
     pub dependency_timeout: Duration,
 
+    /// Total time RouteCall may take. It is split across the steps: up to
+    /// 40 % for profile, 30 % for classification, the rest for Redis; a
+    /// slow dependency degrades the decision, and a decision that cannot be
+    /// made in time answers FALLBACK to the overflow target.
+    #[arg(long, env = "RAPPORT_ROUTE_BUDGET", default_value = "250ms", value_parser = parse_duration)]
+    pub route_budget: Duration,
+
+    /// Where the IVR should send a contact when live agent state is
+    /// unreachable (RouteCall answers FALLBACK with this target).
+    #[arg(long, env = "RAPPORT_OVERFLOW_TARGET", default_value = "overflow")]
+    pub overflow_target: String,
+
     /// Time an agent has to accept an offer; overrides the policy's
     /// `offers.timeout_s` (e.g. for tests).
     #[arg(long, env = "RAPPORT_OFFER_TIMEOUT", value_parser = parse_duration)]
@@ -77,6 +89,8 @@ impl Config {
             default_center: "default".to_owned(),
             default_region: "CN".to_owned(),
             dependency_timeout: Duration::from_millis(500),
+            route_budget: Duration::from_secs(2),
+            overflow_target: "overflow".to_owned(),
             offer_timeout: None,
             sweep_interval: Duration::from_millis(250),
         }

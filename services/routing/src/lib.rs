@@ -61,6 +61,7 @@ impl rapport_kit::Service for App {
             .context("failed to load the routing policy")?;
         rapport_kit::validate::id("default_center", &config.default_center)
             .context("invalid --default-center")?;
+        rapport_kit::phone::warm_up();
         let region: rapport_kit::phone::Region = config
             .default_region
             .parse()
@@ -87,6 +88,8 @@ impl rapport_kit::Service for App {
             default_center: config.default_center,
             region,
             poll: std::time::Duration::from_millis(200),
+            budget: config.route_budget,
+            overflow_target: config.overflow_target.clone(),
         };
         // Readiness: without Redis routing can only answer fallbacks, so it
         // is required; profile and classification only degrade decisions.
@@ -124,10 +127,7 @@ impl rapport_kit::Service for App {
         })
     }
 
-    async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let clock: sweeper::Clock = Arc::new(service::now_ms);
         // Gauges about every 5 s.
         let every = (5_000 / self.sweep_interval.as_millis().max(1)).max(1) as u32;

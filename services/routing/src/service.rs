@@ -46,6 +46,10 @@ pub(crate) struct Routing {
     pub(crate) region: Region,
     /// How often the WatchCall / WatchAgent streams look at live state.
     pub(crate) poll: Duration,
+    /// RouteCall's total time budget.
+    pub(crate) budget: Duration,
+    /// Where contacts go when live state is unreachable.
+    pub(crate) overflow_target: String,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -484,24 +488,51 @@ impl Routing {
     }
 }
 
-#[tonic::async_trait]
-impl pb::routing_service_server::RoutingService for Routing {
-    async fn route_call(
+impl Routing {
+    /// A decision the IVR can act on when routing cannot decide: send the
+    /// contact to the overflow target.
+    fn fallback(&self, center: &Center, call_id: &str, why: &str) -> pb::RouteDecision {
+        ::metrics::counter!("rapport_routing_decisions_total", "outcome" => "fallback")
+            .increment(1);
+        tracing::warn!(call_id = %call_id, center = %center.id(), reason = why, "fallback decision");
+        pb::RouteDecision {
+            call_id: call_id.to_owned(),
+            center_id: center.id().to_owned(),
+            outcome: pb::RouteOutcome::Fallback as i32,
+            fallback_target: self.overflow_target.clone(),
+            degraded: true,
+            degraded_reason: why.to_owned(),
+            reasons: vec![format!(
+                "{why}: sent to overflow target {}",
+                self.overflow_target
+            )],
+            ..Default::default()
+        }
+    }
+
+    /// RouteCall proper: profile and classification within their share of
+    /// the budget, then the reservation or queueing in Redis.
+    async fn route_inner(
         &self,
-        request: Request<pb::RouteCallRequest>,
-    ) -> Result<Response<pb::RouteDecision>, Status> {
-        let req = request.into_inner();
-        let input = self.validate_route(&req)?;
+        req: pb::RouteCallRequest,
+        input: RouteInput,
+    ) -> Result<pb::RouteDecision, Status> {
         let selection = &self.policy.selections[&input.selection_id];
         let channel = input.channel as i32;
         let mut degraded: Vec<String> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
 
         // Who is calling. An unknown caller is routed with a default profile.
-        let profile = match self
-            .deps
-            .resolve(input.customer_id.as_deref(), input.phone.as_deref())
-            .await
+        // Each dependency gets its share of the budget; a slow one degrades
+        // the decision instead of spending the caller's time.
+        let profile_share = self.budget.mul_f64(0.4);
+        let profile = match tokio::time::timeout(
+            profile_share,
+            self.deps
+                .resolve(input.customer_id.as_deref(), input.phone.as_deref()),
+        )
+        .await
+        .unwrap_or_else(|_| Resolved::Failed("profile timed out".to_owned()))
         {
             Resolved::Found(view) => Some(*view),
             Resolved::Unknown => {
@@ -521,9 +552,10 @@ impl pb::routing_service_server::RoutingService for Routing {
 
         // What kind of contact this is. Without classification the contact
         // is routed on the selection's skill alone.
-        let classification = match self
-            .deps
-            .classify(pb::ClassifyRequest {
+        let classification_share = self.budget.mul_f64(0.3);
+        let classification = match tokio::time::timeout(
+            classification_share,
+            self.deps.classify(pb::ClassifyRequest {
                 profile: profile.clone(),
                 contact: Some(pb::ContactContext {
                     channel,
@@ -532,8 +564,10 @@ impl pb::routing_service_server::RoutingService for Routing {
                 }),
                 text: req.text.clone(),
                 language_hint: req.language_hint.clone(),
-            })
-            .await
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| Err("classification timed out".to_owned()))
         {
             Ok(c) => Some(c),
             Err(reason) => {
@@ -820,9 +854,48 @@ impl pb::routing_service_server::RoutingService for Routing {
             degraded = decision.degraded,
             "routed"
         );
-        Ok(Response::new(decision))
+        Ok(decision)
     }
+}
 
+#[tonic::async_trait]
+impl pb::routing_service_server::RoutingService for Routing {
+    async fn route_call(
+        &self,
+        request: Request<pb::RouteCallRequest>,
+    ) -> Result<Response<pb::RouteDecision>, Status> {
+        let req = request.into_inner();
+        // Bad input is the IVR's bug and is refused as such; everything
+        // else gets an answer the IVR can act on, within the budget.
+        let input = self.validate_route(&req)?;
+        let center = input.center.clone();
+        let call_id = input.call_id.clone();
+        match tokio::time::timeout(self.budget, self.route_inner(req, input)).await {
+            Ok(Ok(decision)) => Ok(Response::new(decision)),
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => Ok(Response::new(
+                self.fallback(&center, &call_id, "live agent state unavailable"),
+            )),
+            Ok(Err(status)) => Err(status),
+            Err(_) => {
+                // The decision may still have reserved an agent or queued
+                // the contact; withdraw it so nobody is offered a caller the
+                // IVR has sent elsewhere.
+                let state = self.state.clone();
+                let withdraw = (center.clone(), call_id.clone());
+                tokio::spawn(async move {
+                    let (center, call_id) = withdraw;
+                    match state.abandon(&center, &call_id, now_ms()).await {
+                        Ok(_) | Err(crate::state::StateError::NotFound(_)) => {}
+                        Err(e) => {
+                            tracing::warn!(call_id = %call_id, error = %e, "failed to withdraw a timed-out contact")
+                        }
+                    }
+                });
+                let reason = format!("routing budget of {} ms exceeded", self.budget.as_millis());
+                Ok(Response::new(self.fallback(&center, &call_id, &reason)))
+            }
+        }
+    }
     async fn get_call(
         &self,
         request: Request<pb::GetCallRequest>,
