@@ -79,6 +79,7 @@ pub(crate) fn analyze(policy: &Policy, request: &ClassifyRequest, now: DateTime<
             moment_of_truth: Some(moment.result),
             risk_flags: risks,
             churn_risk: churn.value,
+            churn_reason: churn.reason.clone(),
             guidance: Some(guidance),
             policy_version: policy.version().to_owned(),
         },
