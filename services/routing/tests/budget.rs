@@ -76,10 +76,9 @@ async fn dependencies_that_never_answer_degrade_within_the_budget() {
         .expect("answers")
         .into_inner();
     let elapsed = started.elapsed();
-    assert!(
-        elapsed < Duration::from_millis(600),
-        "answered in {elapsed:?}"
-    );
+    // Without the budget the call would wait for the 10 s dependency
+    // timeout; the bound is loose so a loaded machine does not flake.
+    assert!(elapsed < Duration::from_secs(5), "answered in {elapsed:?}");
     assert_eq!(
         decision.outcome,
         pb::RouteOutcome::Assigned as i32,
@@ -135,7 +134,7 @@ async fn unreachable_redis_answers_the_overflow_target() {
         .into_inner();
     let elapsed = started.elapsed();
     assert!(
-        elapsed < Duration::from_millis(600),
+        elapsed < Duration::from_secs(5),
         "answered in {elapsed:?}: {decision:?}"
     );
     assert_eq!(
