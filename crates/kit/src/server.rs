@@ -22,6 +22,10 @@ use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+/// The grpc.health.v1 service name for liveness probes: SERVING while the
+/// process runs, whatever its dependencies say.
+pub const LIVENESS: &str = "liveness";
+
 /// How often dependency checks refresh readiness.
 const READINESS_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -155,6 +159,11 @@ impl GrpcServer {
         // seconds; the same result drives grpc.health.v1 and /readyz.
         let ready = readiness.refresh().await;
         set_health(&health, &services, ready).await;
+        // Liveness is separate from readiness: a dependency outage makes the
+        // service unready, never "dead" (restarting it would not help).
+        health
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         let (stop_checks, mut checks_stopped) = tokio::sync::watch::channel(false);
         let readiness_loop = {
             let readiness = readiness.clone();
@@ -224,6 +233,9 @@ impl GrpcServer {
         let _ = stop_checks.send(true);
         let _ = readiness_loop.await;
         set_health(&health, &services, false).await;
+        health
+            .set_service_status(LIVENESS, ServingStatus::NotServing)
+            .await;
         let _ = stop_tx.send(());
         match tokio::time::timeout(grace, &mut serve).await {
             Ok(result) => result.context("gRPC server failed while draining")?,

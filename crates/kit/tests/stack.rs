@@ -184,3 +184,47 @@ async fn the_callers_deadline_reaches_the_next_hop() {
         "the time spent in the middle hop is deducted: {received:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn liveness_stays_serving_while_readiness_fails() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let server = GrpcServer::bind(&ServerArgs::ephemeral(), 0)
+        .await
+        .expect("binds")
+        .add_service(ClassificationServiceServer::new(Slow {
+            delay: Duration::ZERO,
+            next: None,
+        }))
+        .readiness_check("redis", rapport_kit::server::Severity::Required, || async {
+            Err("connection refused".to_owned())
+        });
+    let url = format!("http://{}", server.local_addr());
+    tokio::spawn(server.serve(std::future::pending()));
+    let channel = tonic::transport::Channel::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = |service: &str| tonic_health::pb::HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    let ready = health
+        .check(status(""))
+        .await
+        .expect("answers")
+        .into_inner()
+        .status;
+    assert_eq!(
+        ready,
+        ServingStatus::NotServing as i32,
+        "unready without Redis"
+    );
+    let live = health
+        .check(status(rapport_kit::server::LIVENESS))
+        .await
+        .expect("answers")
+        .into_inner()
+        .status;
+    assert_eq!(live, ServingStatus::Serving as i32, "but alive");
+}
