@@ -25,8 +25,11 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Vec<Check>,
-    latest: Arc<RwLock<Vec<(Check, Result<(), String>)>>>,
+    latest: Arc<RwLock<Vec<CheckResult>>>,
 }
+
+/// A check with its latest outcome.
+type CheckResult = (Check, Result<(), String>);
 
 /// Whether a failing check makes the service unready, or only degraded
 /// (it keeps answering, e.g. routing without classification).

@@ -111,6 +111,13 @@ pub fn normalize(input: &str, region: Region) -> Result<E164, PhoneError> {
     ))
 }
 
+/// Loads the phone metadata now. The library parses it lazily on first use,
+/// which takes hundreds of milliseconds; services call this at startup so no
+/// caller's request pays for it.
+pub fn warm_up() {
+    let _ = normalize("+8613800138000", Region::CN);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,11 +194,4 @@ mod tests {
             Err(PhoneError::TooLong)
         );
     }
-}
-
-/// Loads the phone metadata now. The library parses it lazily on first use,
-/// which takes hundreds of milliseconds; services call this at startup so no
-/// caller's request pays for it.
-pub fn warm_up() {
-    let _ = normalize("+8613800138000", Region::CN);
 }
