@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use prost::Message as _;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not compile time: a build-script binary can be
+    // reused for another checkout of the same sources.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = ["common", "profile", "classification", "routing", "outreach"]
         .map(|name| root.join(format!("rapport/v1/{name}.proto")));
     for file in &files {
