@@ -476,7 +476,10 @@ fn seed_every_solution_rejected_and_the_regulator_cited_goes_to_a_specialist() {
     );
     assert!(!g.prepared_solutions.is_empty());
     assert!(c.churn_risk > 0.5, "{}", c.churn_risk);
-    assert!(!c.churn_reason.is_empty(), "churn risk carries its evidence");
+    assert!(
+        !c.churn_reason.is_empty(),
+        "churn risk carries its evidence"
+    );
 }
 
 #[test]
