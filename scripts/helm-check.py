@@ -42,7 +42,12 @@ CI = ROOT / "helm" / "ci"
 TOOLS = Path(os.environ.get("RAPPORT_TOOLS_DIR", ROOT / ".cache" / "tools"))
 HELM = TOOLS / "helm"
 PYLIB = TOOLS / "python"
-BIN_DIR = Path(os.environ.get("RAPPORT_BIN_DIR", ROOT / "target" / "debug"))
+# Where `cargo build --workspace --bins` put the binaries: RAPPORT_BIN_DIR,
+# else CARGO_TARGET_DIR/debug, else ./target/debug.
+BIN_DIR = Path(
+    os.environ.get("RAPPORT_BIN_DIR")
+    or Path(os.environ.get("CARGO_TARGET_DIR") or (ROOT / "target")) / "debug"
+)
 KUBE_VERSIONS = ["1.30.0", os.environ.get("RAPPORT_KUBE_LATEST", "latest")]
 RELEASE = "rapport"
 SERVICES = {"profile": 50051, "classification": 50052, "routing": 50053, "outreach": 50054}
