@@ -120,27 +120,33 @@ impl Mesh {
                 .chain(own.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
                 .collect()
         };
-        let profile = spawn(
+        // Each service is started and waited for in turn, so a port taken
+        // between choosing it and binding it is retried on a fresh one.
+        let profile = spawn_healthy(
             dir.path(),
             "profile",
             &with(&[("RAPPORT_DATABASE_URL", db.as_str())]),
-        )?;
-        let classification = spawn(dir.path(), "classification", &with(&[]))?;
+        )
+        .await?;
+        let classification = spawn_healthy(dir.path(), "classification", &with(&[])).await?;
         let (profile_url, classification_url) = (profile.url(), classification.url());
         let mut routing = Vec::new();
         for _ in 0..options.routing_replicas.max(1) {
-            routing.push(spawn(
-                dir.path(),
-                "routing",
-                &with(&[
-                    ("RAPPORT_REDIS_URL", redis.url()),
-                    ("RAPPORT_PROFILE_URL", profile_url.as_str()),
-                    ("RAPPORT_CLASSIFICATION_URL", classification_url.as_str()),
-                ]),
-            )?);
+            routing.push(
+                spawn_healthy(
+                    dir.path(),
+                    "routing",
+                    &with(&[
+                        ("RAPPORT_REDIS_URL", redis.url()),
+                        ("RAPPORT_PROFILE_URL", profile_url.as_str()),
+                        ("RAPPORT_CLASSIFICATION_URL", classification_url.as_str()),
+                    ]),
+                )
+                .await?,
+            );
         }
-        let outreach = spawn(dir.path(), "outreach", &with(&[]))?;
-        let mut mesh = Self {
+        let outreach = spawn_healthy(dir.path(), "outreach", &with(&[])).await?;
+        let mesh = Self {
             redis,
             dir,
             profile,
@@ -148,9 +154,6 @@ impl Mesh {
             routing,
             outreach,
         };
-        for service in mesh.services_mut() {
-            wait_serving(service, Duration::from_secs(30)).await?;
-        }
         Ok(mesh)
     }
 
@@ -266,6 +269,30 @@ pub fn spawn<K: AsRef<str>, V: AsRef<str>>(
         child,
         log,
     })
+}
+
+/// Spawns a service and waits until it is healthy. Free ports are chosen
+/// before the child binds them, so another process can take one in
+/// between; when the child exits because its address is in use, it is
+/// started again on fresh ports.
+pub async fn spawn_healthy<K: AsRef<str>, V: AsRef<str>>(
+    dir: &Path,
+    name: &'static str,
+    env: &[(K, V)],
+) -> anyhow::Result<Service> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut service = spawn(dir, name, env)?;
+        match wait_serving(&mut service, Duration::from_secs(30)).await {
+            Ok(()) => return Ok(service),
+            Err(e) if attempt < 3 && service.log_text().contains("Address already in use") => {
+                let _ = e;
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Waits until the service reports SERVING on grpc.health.v1; fails at
