@@ -8,14 +8,7 @@ use rapportctl::mesh::{Mesh, MeshOptions, spawn, wait_serving};
 use rapportctl::scenario::{self, FM_HUANG, LIN, VIP_CUSTOMER};
 use tokio_stream::StreamExt as _;
 
-fn route(call_id: &str, phone: &str, selection: &str) -> pb::RouteCallRequest {
-    pb::RouteCallRequest {
-        call_id: call_id.into(),
-        caller_phone: phone.into(),
-        ivr_selection: selection.into(),
-        ..Default::default()
-    }
-}
+use rapportctl::scenario::route_request as route;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relationship_calls_reach_the_field_manager_only_while_on_duty() {

@@ -5,14 +5,7 @@ use rapport_proto as pb;
 use rapportctl::mesh::{Mesh, MeshOptions};
 use rapportctl::scenario::{self, CHEN_JIE, LIN, VIP_CUSTOMER, WANG, ZHAO};
 
-fn route(call_id: &str, phone: &str, selection: &str) -> pb::RouteCallRequest {
-    pb::RouteCallRequest {
-        call_id: call_id.into(),
-        caller_phone: phone.into(),
-        ivr_selection: selection.into(),
-        ..Default::default()
-    }
-}
+use rapportctl::scenario::route_request as route;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reference_vip_call_reaches_the_minnan_vip_agent_and_queues_for_her() {

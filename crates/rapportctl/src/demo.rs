@@ -238,12 +238,7 @@ async fn route(
     println!("▶ {story}");
     println!("   RouteCall {call_id}: caller {phone}, IVR selection \"{selection}\"");
     let response = routing
-        .route_call(pb::RouteCallRequest {
-            call_id: call_id.to_owned(),
-            caller_phone: phone.to_owned(),
-            ivr_selection: selection.to_owned(),
-            ..Default::default()
-        })
+        .route_call(scenario::route_request(call_id, phone, selection))
         .await
         .with_context(|| format!("RouteCall {call_id} failed"))?;
     let trace_id = response

@@ -367,3 +367,13 @@ pub async fn login_agents(
     }
     Ok(())
 }
+
+/// An IVR's RouteCall for a caller's phone and menu selection.
+pub fn route_request(call_id: &str, phone: &str, selection: &str) -> pb::RouteCallRequest {
+    pb::RouteCallRequest {
+        call_id: call_id.to_owned(),
+        caller_phone: phone.to_owned(),
+        ivr_selection: selection.to_owned(),
+        ..Default::default()
+    }
+}
