@@ -5,7 +5,11 @@
 //! own issue, so every RPC answers UNIMPLEMENTED until then rather than a
 //! made-up result.
 
+pub mod compliance;
 mod config;
+pub mod forecast;
+pub mod plan;
+pub mod policy;
 mod service;
 
 use std::future::Future;
