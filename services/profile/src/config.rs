@@ -1,6 +1,8 @@
 //! Every setting of the profile service, as flags with `RAPPORT_*`
 //! environment fallbacks.
 
+use std::time::Duration;
+
 use rapport_kit::config::ServerArgs;
 
 use rapport_kit::phone::Region;
@@ -45,6 +47,18 @@ pub struct Config {
         value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
     pub db_max_connections: u32,
+
+    /// How long the change feed (WatchChanges) keeps a change, e.g. `7d`,
+    /// `36h`. Older changes are pruned every minute; a consumer resuming
+    /// from a token older than this gets OUT_OF_RANGE and must rebuild
+    /// from ExportProfiles.
+    #[arg(
+        long = "change-retention",
+        env = "RAPPORT_CHANGE_RETENTION",
+        default_value = "7d",
+        value_parser = rapport_kit::config::parse_duration
+    )]
+    pub change_retention: Duration,
 }
 
 impl Config {
@@ -56,6 +70,7 @@ impl Config {
             database_url: database_url.into(),
             default_region: Region::CN,
             db_max_connections: 4,
+            change_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -72,6 +87,7 @@ mod tests {
         assert_eq!(config.database_url, "sqlite://rapport-profile.db");
         assert_eq!(config.default_region, Region::CN);
         assert_eq!(config.db_max_connections, 10);
+        assert_eq!(config.change_retention, Duration::from_secs(7 * 24 * 3600));
     }
 
     #[test]
@@ -84,10 +100,13 @@ mod tests {
             "us",
             "--db-max-connections",
             "32",
+            "--change-retention",
+            "36h",
         ])
         .expect("parses");
         assert_eq!(config.default_region.code(), "US");
         assert_eq!(config.db_max_connections, 32);
+        assert_eq!(config.change_retention, Duration::from_secs(36 * 3600));
 
         let err = Config::try_parse_from(["rapport-profile", "--default-region", "XX"])
             .expect_err("unknown region");

@@ -173,9 +173,10 @@ fn summary(s: HistorySummary) -> pb::HistorySummary {
         recent_events: s.recent_events.into_iter().map(event).collect(),
         recent_campaigns: s.recent_campaigns.into_iter().map(campaign).collect(),
         affinity_agent_ids: s.affinity_agent_ids,
-        // TODO(helper): outbound_30d, last_outbound_at, last_complaint_at,
-        // last_complaint_resolved are filled by the store in the next commit.
-        ..Default::default()
+        outbound_30d: s.outbound_30d,
+        last_outbound_at: s.last_outbound_at.map(timestamp),
+        last_complaint_at: s.last_complaint_at.map(timestamp),
+        last_complaint_resolved: s.last_complaint_resolved,
     }
 }
 

@@ -17,6 +17,10 @@ impl From<StoreError> for Status {
         match e {
             StoreError::CustomerNotFound => Status::not_found("customer not found"),
             StoreError::TagNotFound => Status::not_found("tag not found"),
+            StoreError::ChangesPruned { horizon } => Status::out_of_range(format!(
+                "resume_token: changes up to {horizon} are past the retention and were \
+                 pruned; rebuild from ExportProfiles and watch again from an empty token"
+            )),
             StoreError::CustomerExists => Status::already_exists(
                 "customer.customer_id: a customer with this id already exists",
             ),
@@ -53,6 +57,10 @@ mod tests {
         let code = |e: StoreError| Status::from(e).code();
         assert_eq!(code(StoreError::CustomerNotFound), Code::NotFound);
         assert_eq!(code(StoreError::TagNotFound), Code::NotFound);
+        assert_eq!(
+            code(StoreError::ChangesPruned { horizon: 7 }),
+            Code::OutOfRange
+        );
         assert_eq!(code(StoreError::CustomerExists), Code::AlreadyExists);
         assert_eq!(code(StoreError::StaleVersion { current: 3 }), Code::Aborted);
         assert_eq!(

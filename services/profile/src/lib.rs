@@ -66,13 +66,14 @@ pub use config::Config;
 /// The port served on when `--listen` is not given.
 pub const DEFAULT_PORT: u16 = 50051;
 
-use crate::store::{Backend, PoolOptions};
+use crate::store::{Backend, PoolOptions, Store as _};
 use rapport_kit::server::Severity;
 
 /// A built profile service: database open and migrated, listener bound.
 pub struct App {
     server: GrpcServer,
     store: Backend,
+    change_retention: std::time::Duration,
 }
 
 impl App {
@@ -111,20 +112,69 @@ impl rapport_kit::Service for App {
                 let store = ping.clone();
                 async move { store.ping().await.map_err(|e| e.to_string()) }
             });
-        Ok(Self { server, store })
+        Ok(Self {
+            server,
+            store,
+            change_retention: config.change_retention,
+        })
     }
 
     fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> impl Future<Output = anyhow::Result<()>> + Send {
-        let Self { server, store } = self;
+        let Self {
+            server,
+            store,
+            change_retention,
+        } = self;
         async move {
+            let pruner = tokio::spawn(prune_changes(store.clone(), change_retention));
             let served = server.serve(shutdown).await;
+            pruner.abort();
             // After draining: close connections cleanly (SQLite checkpoints
             // its WAL into the database file).
             store.close().await;
             served
+        }
+    }
+}
+
+/// How often the change feed is pruned.
+const PRUNE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+/// Changes removed per transaction, so pruning a large backlog never holds
+/// the write lock for long.
+const PRUNE_CHUNK: u32 = 10_000;
+
+/// Prunes changes older than `retention` now and every [`PRUNE_EVERY`],
+/// until aborted. Every replica may run it: deleting what another replica
+/// already deleted does nothing.
+async fn prune_changes(store: Backend, retention: std::time::Duration) {
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let mut tick = tokio::time::interval(PRUNE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(before) = chrono::Utc::now().checked_sub_signed(retention) else {
+            continue;
+        };
+        let mut pruned = 0;
+        loop {
+            match store.prune_changes(before, PRUNE_CHUNK).await {
+                Ok(n) => {
+                    pruned += n;
+                    if n < u64::from(PRUNE_CHUNK) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %rapport_kit::status::ErrorChain(&e), "pruning the change feed failed");
+                    break;
+                }
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(pruned, "change feed pruned");
         }
     }
 }

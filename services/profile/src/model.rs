@@ -242,6 +242,13 @@ pub struct HistorySummary {
     pub recent_events: Vec<Event>,
     pub recent_campaigns: Vec<CampaignExposure>,
     pub affinity_agent_ids: Vec<String>,
+    /// Outbound contacts (care calls, callbacks) in the last 30 days.
+    pub outbound_30d: u32,
+    pub last_outbound_at: Option<DateTime<Utc>>,
+    /// The newest contact with a complaint (by start, then contact id).
+    pub last_complaint_at: Option<DateTime<Utc>>,
+    /// Whether that contact ended RESOLVED (false when there is none).
+    pub last_complaint_resolved: bool,
 }
 
 /// A customer with their history summary.

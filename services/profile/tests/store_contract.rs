@@ -65,6 +65,9 @@ contract_suite!(
     erase_removes_every_row_and_export_returns_everything,
     import_batches_write_whole_customers_and_replay_idempotently,
     totals_are_maintained_without_counting_the_history,
+    summary_has_outbound_and_complaint_facts,
+    export_batches_match_single_reads,
+    the_change_feed_is_pruned_past_its_retention,
 );
 
 async fn sqlite() -> (SqliteStore, tempfile::TempDir) {
@@ -1579,5 +1582,252 @@ mod cases {
             .expect("upsert");
         let s = store.get_profile("C-T", now()).await.expect("get").summary;
         assert_eq!(s.total_contacts, 3);
+    }
+
+    pub async fn summary_has_outbound_and_complaint_facts<S: Store>(store: &S) {
+        store
+            .upsert_customer(&reference("C-O", "13800138000"), now())
+            .await
+            .expect("upsert");
+        let day = |d: i64| now() - Duration::days(d);
+        let outbound = |id: &str, at| Contact {
+            direction: Direction::Outbound,
+            ..contact(id, at)
+        };
+        let complaint = |id: &str, at, outcome| Contact {
+            complaint: true,
+            outcome: Some(outcome),
+            ..contact(id, at)
+        };
+        for c in [
+            outbound("o-3", day(3)),
+            outbound("o-20", day(20)),
+            // Outside 30 days: only last_outbound_at would see it.
+            outbound("o-45", day(45)),
+            complaint("k-5", day(5), ContactOutcome::Unresolved),
+            complaint("k-2", day(2), ContactOutcome::Resolved),
+            // The newest contact is neither.
+            contact("i-1", day(1)),
+        ] {
+            store
+                .record_contact("C-O", &c, now())
+                .await
+                .expect("record");
+        }
+        let s = store.get_profile("C-O", now()).await.expect("get").summary;
+        assert_eq!(s.outbound_30d, 2);
+        assert_eq!(s.last_outbound_at, Some(day(3)));
+        assert_eq!(s.last_complaint_at, Some(day(2)));
+        assert!(s.last_complaint_resolved);
+        assert_eq!(s.last_contact_at, Some(day(1)));
+
+        // Two complaints at one instant: the higher contact id is the newer
+        // (the order of the history everywhere), and it is unresolved.
+        let at = now() - Duration::hours(5);
+        for c in [
+            complaint("t-b", at, ContactOutcome::Escalated),
+            complaint("t-a", at, ContactOutcome::Resolved),
+        ] {
+            store
+                .record_contact("C-O", &c, now())
+                .await
+                .expect("record");
+        }
+        let s = store.get_profile("C-O", now()).await.expect("get").summary;
+        assert_eq!(s.last_complaint_at, Some(at));
+        assert!(!s.last_complaint_resolved);
+
+        // Old outbound only; no complaint ever.
+        let mut other = reference("C-O2", "13800138000");
+        other.phones.clear();
+        store.upsert_customer(&other, now()).await.expect("upsert");
+        store
+            .record_contact("C-O2", &outbound("o-200", day(200)), now())
+            .await
+            .expect("record");
+        let s = store.get_profile("C-O2", now()).await.expect("get").summary;
+        assert_eq!(s.outbound_30d, 0);
+        assert_eq!(s.last_outbound_at, Some(day(200)));
+        assert_eq!(s.last_complaint_at, None);
+        assert!(!s.last_complaint_resolved);
+    }
+
+    /// Batched export reads many customers per statement: each profile
+    /// must be exactly what a single read returns, limits per customer
+    /// included.
+    pub async fn export_batches_match_single_reads<S: Store>(store: &S) {
+        let day = |d: i64| now() - Duration::days(d);
+        let ids = ["B-0", "B-1", "B-2", "B-3", "B-4"];
+        for (i, id) in ids.iter().enumerate() {
+            let mut c = reference(id, "13800138000");
+            c.phones = vec![
+                PhoneInput {
+                    number: e164(&format!("+8613900000{i}01")),
+                    label: "mobile".into(),
+                },
+                PhoneInput {
+                    number: e164(&format!("+8613900000{i}02")),
+                    label: "home".into(),
+                },
+            ];
+            store.upsert_customer(&c, now()).await.expect("upsert");
+        }
+        // B-0: nothing. B-1: 8 contacts, 4 of them at one instant around
+        // the 5th newest (ties at the bound), one outbound complaint.
+        let tie = day(3);
+        for (k, at) in [day(1), day(2), tie, tie, tie, tie, day(4), day(100)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut c = contact(&format!("c-{k}"), at);
+            c.complaint = k == 2;
+            c.direction = if k == 3 {
+                Direction::Outbound
+            } else {
+                Direction::Inbound
+            };
+            store
+                .record_contact("B-1", &c, now())
+                .await
+                .expect("record");
+        }
+        // B-2: 25 hang-ups after a wait (evidence capped at 20).
+        for k in 0..25 {
+            let c = Contact {
+                outcome: Some(ContactOutcome::Abandoned),
+                queue_wait_s: 30 + k,
+                ..contact(&format!("w-{k:02}"), day(i64::from(k) + 1))
+            };
+            store
+                .record_contact("B-2", &c, now())
+                .await
+                .expect("record");
+        }
+        // B-3: 25 events and 3 campaigns in 30 days, plus older ones.
+        for k in 0..27 {
+            let e = NewEvent {
+                event_id: Some(format!("e-{k:02}")),
+                kind: "card_lost".into(),
+                detail: String::new(),
+                occurred_at: day(k + 1),
+            };
+            store.record_event("B-3", &e, now()).await.expect("event");
+        }
+        for k in [2, 10, 29, 31] {
+            let x = CampaignExposure {
+                campaign_id: format!("cmp-{k}"),
+                title: "t".into(),
+                channel: Channel::Email,
+                sent_at: day(k),
+            };
+            store
+                .record_campaign_exposure("B-3", &x, now())
+                .await
+                .expect("campaign");
+        }
+        // B-4: seven agents with resolved, well-rated contacts.
+        for k in 0..7 {
+            for n in 0..=k {
+                let c = Contact {
+                    agent_id: format!("A-{k}"),
+                    csat: Some(5),
+                    ..contact(&format!("a-{k}-{n}"), day(i64::from(k * 10 + n) + 1))
+                };
+                store
+                    .record_contact("B-4", &c, now())
+                    .await
+                    .expect("record");
+            }
+        }
+
+        let mut single = Vec::new();
+        for id in ids {
+            single.push(store.get_profile(id, now()).await.expect("get"));
+        }
+        let b1 = &single[1].summary;
+        let recent: Vec<&str> = b1
+            .recent_contacts
+            .iter()
+            .map(|c| c.contact_id.as_str())
+            .collect();
+        assert_eq!(recent, ["c-0", "c-1", "c-5", "c-4", "c-3"]);
+        assert_eq!(single[2].summary.waits_before_complaints.len(), 20);
+        assert_eq!(single[2].summary.waits_before_complaints[0].wait_s, 30);
+        assert_eq!(single[3].summary.recent_events.len(), 20);
+        assert_eq!(single[3].summary.recent_campaigns.len(), 3);
+        assert_eq!(
+            single[4].summary.affinity_agent_ids,
+            ["A-6", "A-5", "A-4", "A-3", "A-2"]
+        );
+        assert_eq!(single[1].customer.phones.len(), 2);
+
+        for batch in [1, 2, 100] {
+            let mut exported = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store
+                    .export_profiles(after.as_deref(), batch, now())
+                    .await
+                    .expect("page");
+                after = page.last().map(|p| p.customer.customer_id.clone());
+                let done = page.len() < batch as usize;
+                exported.extend(page);
+                if done {
+                    break;
+                }
+            }
+            assert_eq!(exported, single, "batch of {batch}");
+        }
+    }
+
+    pub async fn the_change_feed_is_pruned_past_its_retention<S: Store>(store: &S) {
+        let day = |d: i64| now() - Duration::days(d);
+        // Changes at day 10, 9 and 8 (old) and one now.
+        store
+            .upsert_customer(&reference("C-P", "13800138000"), day(10))
+            .await
+            .expect("upsert");
+        for (k, d) in [9, 8].into_iter().enumerate() {
+            store
+                .record_contact("C-P", &contact(&format!("p-{k}"), day(d)), day(d))
+                .await
+                .expect("record");
+        }
+        store
+            .record_contact("C-P", &contact("p-new", now()), now())
+            .await
+            .expect("record");
+        let all = store.changes_after(0, 100).await.expect("feed");
+        assert_eq!(all.len(), 4);
+        let tokens: Vec<i64> = all.iter().map(|c| c.change_id).collect();
+
+        // Retention 7 days, pruned in chunks of 2.
+        let before = day(7);
+        assert_eq!(store.prune_changes(before, 2).await.expect("prune"), 2);
+        assert_eq!(store.prune_changes(before, 2).await.expect("prune"), 1);
+        assert_eq!(store.prune_changes(before, 2).await.expect("prune"), 0);
+
+        // An empty token starts from the oldest change kept.
+        let kept = store.changes_after(0, 100).await.expect("feed");
+        assert_eq!(kept, all[3..].to_vec());
+        // A token from before the horizon could have missed changes.
+        for stale in &tokens[..2] {
+            match store.changes_after(*stale, 100).await {
+                Err(StoreError::ChangesPruned { horizon }) => assert_eq!(horizon, tokens[2]),
+                other => panic!("token {stale}: expected ChangesPruned, got {other:?}"),
+            }
+        }
+        // The newest pruned change's token has missed nothing.
+        assert_eq!(
+            store.changes_after(tokens[2], 100).await.expect("feed"),
+            all[3..].to_vec()
+        );
+        assert!(
+            store
+                .changes_after(tokens[3], 100)
+                .await
+                .expect("feed")
+                .is_empty()
+        );
     }
 }

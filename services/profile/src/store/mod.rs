@@ -170,12 +170,23 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<Profile>, StoreError>> + Send;
 
-    /// Up to `limit` changes with ids above `after`, oldest first.
+    /// Up to `limit` changes with ids above `after`, oldest first;
+    /// [`StoreError::ChangesPruned`] when changes above `after` (non-zero)
+    /// were already pruned.
     fn changes_after(
         &self,
         after: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Change>, StoreError>> + Send;
+
+    /// Removes up to about `limit` changes recorded before `before`, the
+    /// oldest first, and moves the horizon below which resume tokens are
+    /// refused ([`StoreError::ChangesPruned`]). Returns how many went.
+    fn prune_changes(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Removes every row of the customer (and their earlier changes) and
     /// appends one ERASED change. Returns the rows removed.
@@ -218,6 +229,10 @@ pub enum StoreError {
     CustomerNotFound,
     #[error("tag not found")]
     TagNotFound,
+    /// A resume token older than the change feed's retention: changes
+    /// after it were pruned, so the consumer must rebuild.
+    #[error("changes up to {horizon} were pruned")]
+    ChangesPruned { horizon: i64 },
     #[error("a customer with this id already exists")]
     CustomerExists,
     /// The customer changed since the writer read it.
@@ -318,6 +333,9 @@ pub struct PoolOptions {
     /// How long a request waits for a free connection before failing with
     /// UNAVAILABLE.
     pub acquire_timeout: Duration,
+    /// Tuned for a bulk load rather than for serving (the importer): on
+    /// SQLite, `synchronous=NORMAL` and a large writer page cache.
+    pub bulk_load: bool,
 }
 
 impl Default for PoolOptions {
@@ -325,6 +343,7 @@ impl Default for PoolOptions {
         Self {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            bulk_load: false,
         }
     }
 }
@@ -553,6 +572,10 @@ impl Store for Backend {
 
     async fn changes_after(&self, after: i64, limit: u32) -> Result<Vec<Change>, StoreError> {
         dispatch!(self.changes_after(after, limit))
+    }
+
+    async fn prune_changes(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        dispatch!(self.prune_changes(before, limit))
     }
 
     async fn erase_customer(

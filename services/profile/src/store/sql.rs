@@ -60,7 +60,7 @@ macro_rules! sql_store {
                 now: DateTime<Utc>,
             ) -> Result<Profile, StoreError> {
                 let mut tx = self.begin_read().await?;
-                let profile = load_profile(&mut tx, customer_id, now).await?;
+                let profile = load_profile(&mut tx, Select::Id(customer_id), now).await?;
                 tx.commit().await?;
                 Ok(profile)
             }
@@ -71,13 +71,7 @@ macro_rules! sql_store {
                 now: DateTime<Utc>,
             ) -> Result<Profile, StoreError> {
                 let mut tx = self.begin_read().await?;
-                let owner: Option<String> =
-                    sqlx::query_scalar("SELECT customer_id FROM phones WHERE number = $1")
-                        .bind(phone.as_str())
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let customer_id = owner.ok_or(StoreError::CustomerNotFound)?;
-                let profile = load_profile(&mut tx, &customer_id, now).await?;
+                let profile = load_profile(&mut tx, Select::Phone(phone.as_str()), now).await?;
                 tx.commit().await?;
                 Ok(profile)
             }
@@ -562,18 +556,15 @@ macro_rules! sql_store {
                 now: DateTime<Utc>,
             ) -> Result<Vec<Profile>, StoreError> {
                 let mut tx = self.begin_read().await?;
-                let ids: Vec<String> = sqlx::query_scalar(
-                    "SELECT customer_id FROM customers WHERE customer_id > $1 \
-                     ORDER BY customer_id LIMIT $2",
+                let profiles = load_profiles(
+                    &mut tx,
+                    Select::Page {
+                        after: after.unwrap_or(""),
+                        limit,
+                    },
+                    now,
                 )
-                .bind(after.unwrap_or(""))
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
                 .await?;
-                let mut profiles = Vec::with_capacity(ids.len());
-                for id in &ids {
-                    profiles.push(load_profile(&mut tx, id, now).await?);
-                }
                 tx.commit().await?;
                 Ok(profiles)
             }
@@ -583,14 +574,28 @@ macro_rules! sql_store {
                 after: i64,
                 limit: u32,
             ) -> Result<Vec<Change>, StoreError> {
+                // The horizon and the page from one snapshot: a prune that
+                // commits in between cannot slip past the check.
+                let mut tx = self.begin_read().await?;
+                if after > 0 {
+                    let horizon: i64 = sqlx::query_scalar(
+                        "SELECT pruned_through FROM change_horizon WHERE id = 1",
+                    )
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if after < horizon {
+                        return Err(StoreError::ChangesPruned { horizon });
+                    }
+                }
                 let rows = sqlx::query(
                     "SELECT change_id, customer_id, kind, ref_id, at FROM changes \
                      WHERE change_id > $1 ORDER BY change_id LIMIT $2",
                 )
                 .bind(after)
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *tx)
                 .await?;
+                tx.commit().await?;
                 rows.iter()
                     .map(|r| {
                         Ok(Change {
@@ -602,6 +607,46 @@ macro_rules! sql_store {
                         })
                     })
                     .collect()
+            }
+
+            async fn prune_changes(
+                &self,
+                before: DateTime<Utc>,
+                limit: u32,
+            ) -> Result<u64, StoreError> {
+                let mut tx = self.begin_write().await?;
+                // The oldest `limit` changes by time (index changes_by_at),
+                // so one call holds the write lock briefly however much is
+                // due; the caller repeats until less than a chunk goes.
+                let top: Option<i64> = sqlx::query_scalar(
+                    "SELECT MAX(change_id) FROM (SELECT change_id FROM changes \
+                     WHERE at < $1 ORDER BY at LIMIT $2) AS due",
+                )
+                .bind(ts(before))
+                .bind(i64::from(limit))
+                .fetch_one(&mut *tx)
+                .await?;
+                let Some(top) = top else {
+                    tx.commit().await?;
+                    return Ok(0);
+                };
+                let removed = sqlx::query("DELETE FROM changes WHERE at < $1 AND change_id <= $2")
+                    .bind(ts(before))
+                    .bind(top)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // Every pruned id is at most `top`: a token at or above the
+                // horizon has missed nothing.
+                sqlx::query(
+                    "UPDATE change_horizon SET pruned_through = $1 \
+                     WHERE id = 1 AND pruned_through < $1",
+                )
+                .bind(top)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(removed)
             }
 
             async fn erase_customer(
@@ -943,43 +988,165 @@ macro_rules! sql_store {
             Ok(stored)
         }
 
-        async fn load_profile(
-            conn: &mut Conn,
-            customer_id: &str,
-            now: DateTime<Utc>,
-        ) -> Result<Profile, StoreError> {
-            let (customer, totals) = load_customer_with_totals(conn, customer_id, now)
-                .await?
-                .ok_or(StoreError::CustomerNotFound)?;
-            let summary = load_summary(conn, customer_id, totals, now).await?;
-            Ok(Profile { customer, summary })
+        /// Which customers a profile read covers.
+        #[derive(Clone, Copy)]
+        enum Select<'a> {
+            /// One customer by id.
+            Id(&'a str),
+            /// The customer owning this (E.164) number.
+            Phone(&'a str),
+            /// Up to `limit` customers with ids above `after`, by id.
+            Page { after: &'a str, limit: u32 },
         }
 
+        /// The customer columns `customer_from_row` reads, the maintained
+        /// totals, and the newest outbound contact and complaint: each of
+        /// those a seek on its partial index (`contacts_outbound`,
+        /// `contacts_complaints`), the WHERE terms matching them verbatim.
+        const CUSTOMER_SELECT: &str = "SELECT c.customer_id, c.name, c.form_of_address, \
+            c.locale, c.language, c.dialect, c.region, c.city, c.time_zone, c.age_band, \
+            c.occupation, c.assets, c.contribution, c.potential_value, c.segment, \
+            c.social_followers, c.media_presence, c.preferred_agent_id, \
+            c.dedicated_field_manager_id, c.preferred_channel, c.contact_windows, \
+            c.preferred_language, c.care_calls_consent, c.do_not_call, c.do_not_call_source, \
+            c.do_not_call_at, c.version, c.created_at, c.updated_at, c.total_contacts, \
+            c.last_contact_at, \
+            (SELECT k.started_at FROM contacts k WHERE k.customer_id = c.customer_id \
+             AND k.direction = 'outbound' ORDER BY k.started_at DESC LIMIT 1) \
+             AS last_outbound_at, \
+            (SELECT k.started_at FROM contacts k WHERE k.customer_id = c.customer_id \
+             AND k.complaint ORDER BY k.started_at DESC, k.contact_id DESC LIMIT 1) \
+             AS last_complaint_at, \
+            (SELECT k.outcome FROM contacts k WHERE k.customer_id = c.customer_id \
+             AND k.complaint ORDER BY k.started_at DESC, k.contact_id DESC LIMIT 1) \
+             AS last_complaint_outcome \
+            FROM customers c ";
+
+        /// The earliest instant a bound may need: year 1, which both
+        /// backends can store (PostgreSQL refuses timestamps before 4713 BC).
+        fn floor_ts() -> Ts {
+            ts(DateTime::<Utc>::from_timestamp(-62_135_596_800, 0).unwrap_or_default())
+        }
+
+        /// Profiles of the selected customers, in customer id order, with a
+        /// constant number of statements whatever their number (one
+        /// customer for GetProfile, a page for ExportProfiles):
+        ///
+        /// 1. the customer rows with totals and the newest outbound contact
+        ///    and complaint;
+        /// 2. phones, needs and live tags (one UNION ALL);
+        /// 3. the windowed counters over the last 90 days;
+        /// 4. the 5 newest contacts and the 20 newest wait evidences (one
+        ///    UNION ALL);
+        /// 5. events and campaigns of the last 30 days (one UNION ALL);
+        /// 6. affinity agents.
+        ///
+        /// Statements 2–6 cover the id range of the rows of 1 and join
+        /// from `customers`, so each customer's history is reached by an
+        /// index seek on (customer_id, ...) bounded by a window or by the
+        /// N-th newest row, never by reading it all.
+        async fn load_profiles(
+            conn: &mut Conn,
+            select: Select<'_>,
+            now: DateTime<Utc>,
+        ) -> Result<Vec<Profile>, StoreError> {
+            let rows = match select {
+                Select::Id(id) => {
+                    sqlx::query(&[CUSTOMER_SELECT, "WHERE c.customer_id = $1"].concat())
+                        .bind(id)
+                        .fetch_all(&mut *conn)
+                        .await?
+                }
+                Select::Phone(number) => {
+                    sqlx::query(
+                        &[
+                            CUSTOMER_SELECT,
+                            "WHERE c.customer_id = \
+                             (SELECT p.customer_id FROM phones p WHERE p.number = $1)",
+                        ]
+                        .concat(),
+                    )
+                    .bind(number)
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+                Select::Page { after, limit } => {
+                    sqlx::query(
+                        &[
+                            CUSTOMER_SELECT,
+                            "WHERE c.customer_id > $1 ORDER BY c.customer_id LIMIT $2",
+                        ]
+                        .concat(),
+                    )
+                    .bind(after)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+            };
+            let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+                return Ok(Vec::new());
+            };
+            let lo: String = first.try_get("customer_id")?;
+            let hi: String = last.try_get("customer_id")?;
+            let mut children = load_children(conn, &lo, &hi, now).await?;
+            let mut parts = load_summary_parts(conn, &lo, &hi, now).await?;
+
+            let mut profiles = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: String = row.try_get("customer_id")?;
+                let (phones, needs, tags) = children.remove(&id).unwrap_or_default();
+                let customer = customer_from_row(row, phones, needs, tags)?;
+                let mut summary = parts.remove(&id).unwrap_or_default();
+                summary.total_contacts = codec::count(row.try_get::<i64, _>("total_contacts")?);
+                summary.last_contact_at = row
+                    .try_get::<Option<Ts>, _>("last_contact_at")?
+                    .map(from_ts)
+                    .transpose()?;
+                summary.last_outbound_at = row
+                    .try_get::<Option<Ts>, _>("last_outbound_at")?
+                    .map(from_ts)
+                    .transpose()?;
+                summary.last_complaint_at = row
+                    .try_get::<Option<Ts>, _>("last_complaint_at")?
+                    .map(from_ts)
+                    .transpose()?;
+                summary.last_complaint_resolved = row
+                    .try_get::<Option<String>, _>("last_complaint_outcome")?
+                    .as_deref()
+                    == Some(codec::RESOLVED);
+                profiles.push(Profile { customer, summary });
+            }
+            Ok(profiles)
+        }
+
+        /// One customer's profile.
+        async fn load_profile(
+            conn: &mut Conn,
+            select: Select<'_>,
+            now: DateTime<Utc>,
+        ) -> Result<Profile, StoreError> {
+            load_profiles(conn, select, now)
+                .await?
+                .pop()
+                .ok_or(StoreError::CustomerNotFound)
+        }
+
+        /// The stored customer (no summary): the row and its children, two
+        /// statements.
         async fn load_customer(
             conn: &mut Conn,
             customer_id: &str,
             now: DateTime<Utc>,
         ) -> Result<Option<Customer>, StoreError> {
-            Ok(load_customer_with_totals(conn, customer_id, now)
-                .await?
-                .map(|(customer, _)| customer))
-        }
-
-        /// The customer and its maintained contact totals (count, last
-        /// contact), read with the customer row itself.
-        async fn load_customer_with_totals(
-            conn: &mut Conn,
-            customer_id: &str,
-            now: DateTime<Utc>,
-        ) -> Result<Option<(Customer, (u32, Option<DateTime<Utc>>))>, StoreError> {
             let Some(row) = sqlx::query(
                 "SELECT customer_id, name, form_of_address, locale, language, dialect, region, \
                  city, time_zone, age_band, occupation, assets, contribution, potential_value, \
                  segment, social_followers, media_presence, preferred_agent_id, \
                  dedicated_field_manager_id, preferred_channel, contact_windows, \
                  preferred_language, care_calls_consent, do_not_call, do_not_call_source, \
-                 do_not_call_at, version, created_at, updated_at, total_contacts, \
-                 last_contact_at FROM customers WHERE customer_id = $1",
+                 do_not_call_at, version, created_at, updated_at FROM customers \
+                 WHERE customer_id = $1",
             )
             .bind(customer_id)
             .fetch_optional(&mut *conn)
@@ -987,70 +1154,86 @@ macro_rules! sql_store {
             else {
                 return Ok(None);
             };
+            let (phones, needs, tags) = load_children(conn, customer_id, customer_id, now)
+                .await?
+                .remove(customer_id)
+                .unwrap_or_default();
+            Ok(Some(customer_from_row(&row, phones, needs, tags)?))
+        }
 
-            let phones = sqlx::query(
-                "SELECT number, label FROM phones WHERE customer_id = $1 ORDER BY position",
-            )
-            .bind(customer_id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Phone {
-                    number: r.try_get("number")?,
-                    label: r.try_get("label")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        type Children = (Vec<Phone>, Vec<NeedWeight>, Vec<Tag>);
 
-            let declared_needs = sqlx::query(
-                "SELECT need, weight FROM customer_needs WHERE customer_id = $1 ORDER BY position",
+        /// Phones (by position), declared needs (by position) and the tags
+        /// live at `now` (by creation, then id) of the customers with ids in
+        /// `lo..=hi`, in one statement.
+        async fn load_children(
+            conn: &mut Conn,
+            lo: &str,
+            hi: &str,
+            now: DateTime<Utc>,
+        ) -> Result<std::collections::HashMap<String, Children>, StoreError> {
+            // Columns: customer_id, part, ord, s1..s4 (text), w (weight),
+            // t1, t2 (timestamps); each part fills what it has. The first
+            // branch types every column: PostgreSQL resolves a UNION's
+            // types pair by pair, and two bare NULLs would become text.
+            let rows = sqlx::query(
+                "SELECT customer_id, CAST(2 AS BIGINT) AS part, CAST(0 AS BIGINT) AS ord, \
+                 tag_id AS s1, kind AS s2, text AS s3, author AS s4, \
+                 CAST(NULL AS DOUBLE PRECISION) AS w, created_at AS t1, expires_at AS t2 \
+                 FROM tags WHERE customer_id >= $1 AND customer_id <= $2 \
+                 AND (expires_at IS NULL OR expires_at > $3) \
+                 UNION ALL \
+                 SELECT customer_id, CAST(0 AS BIGINT), position, number, label, NULL, NULL, \
+                 NULL, NULL, NULL \
+                 FROM phones WHERE customer_id >= $1 AND customer_id <= $2 \
+                 UNION ALL \
+                 SELECT customer_id, CAST(1 AS BIGINT), position, need, NULL, NULL, NULL, \
+                 weight, NULL, NULL \
+                 FROM customer_needs WHERE customer_id >= $1 AND customer_id <= $2 \
+                 ORDER BY 1, 2, 3, 9, 4",
             )
-            .bind(customer_id)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(NeedWeight {
-                    need: codec::parse_need(&r.try_get::<String, _>("need")?)?,
-                    weight: r.try_get("weight")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-
-            let tags = sqlx::query(
-                "SELECT tag_id, kind, text, author, created_at, expires_at FROM tags \
-                 WHERE customer_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
-                 ORDER BY created_at, tag_id",
-            )
-            .bind(customer_id)
+            .bind(lo)
+            .bind(hi)
             .bind(ts(now))
             .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(Tag {
-                    tag_id: r.try_get("tag_id")?,
-                    kind: codec::parse_tag_kind(&r.try_get::<String, _>("kind")?)?,
-                    text: r.try_get("text")?,
-                    author: r.try_get("author")?,
-                    created_at: from_ts(r.try_get::<Ts, _>("created_at")?)?,
-                    expires_at: r
-                        .try_get::<Option<Ts>, _>("expires_at")?
-                        .map(from_ts)
-                        .transpose()?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .await?;
+            let mut out: std::collections::HashMap<String, Children> =
+                std::collections::HashMap::new();
+            for r in &rows {
+                let entry = out.entry(r.try_get("customer_id")?).or_default();
+                match r.try_get::<i64, _>("part")? {
+                    0 => entry.0.push(Phone {
+                        number: r.try_get("s1")?,
+                        label: r.try_get("s2")?,
+                    }),
+                    1 => entry.1.push(NeedWeight {
+                        need: codec::parse_need(&r.try_get::<String, _>("s1")?)?,
+                        weight: r.try_get("w")?,
+                    }),
+                    _ => entry.2.push(Tag {
+                        tag_id: r.try_get("s1")?,
+                        kind: codec::parse_tag_kind(&r.try_get::<String, _>("s2")?)?,
+                        text: r.try_get("s3")?,
+                        author: r.try_get("s4")?,
+                        created_at: from_ts(r.try_get::<Ts, _>("t1")?)?,
+                        expires_at: r
+                            .try_get::<Option<Ts>, _>("t2")?
+                            .map(from_ts)
+                            .transpose()?,
+                    }),
+                }
+            }
+            Ok(out)
+        }
 
+        fn customer_from_row(
+            row: &DbRow,
+            phones: Vec<Phone>,
+            declared_needs: Vec<NeedWeight>,
+            tags: Vec<Tag>,
+        ) -> Result<Customer, StoreError> {
             let followers: i64 = row.try_get("social_followers")?;
-            let totals = (
-                codec::count(row.try_get::<i64, _>("total_contacts")?),
-                row.try_get::<Option<Ts>, _>("last_contact_at")?
-                    .map(from_ts)
-                    .transpose()?,
-            );
-            Ok(Some((Customer {
+            Ok(Customer {
                 customer_id: row.try_get("customer_id")?,
                 name: row.try_get("name")?,
                 form_of_address: row.try_get("form_of_address")?,
@@ -1099,164 +1282,201 @@ macro_rules! sql_store {
                 version: row.try_get("version")?,
                 created_at: from_ts(row.try_get::<Ts, _>("created_at")?)?,
                 updated_at: from_ts(row.try_get::<Ts, _>("updated_at")?)?,
-            }, totals)))
+            })
         }
 
-        async fn load_summary(
+        /// Everything of the summary but the fields read with the customer
+        /// row, for the customers with ids in `lo..=hi` (see
+        /// `load_profiles`).
+        async fn load_summary_parts(
             conn: &mut Conn,
-            customer_id: &str,
-            (total_contacts, last_contact_at): (u32, Option<DateTime<Utc>>),
+            lo: &str,
+            hi: &str,
             now: DateTime<Utc>,
-        ) -> Result<HistorySummary, StoreError> {
+        ) -> Result<std::collections::HashMap<String, HistorySummary>, StoreError> {
             let since_7d = ts(now - chrono::Duration::days(7));
             let since_30d = ts(now - chrono::Duration::days(30));
             let since_90d = ts(now - chrono::Duration::days(90));
-
-            // Totals over the whole history are maintained on the customer
-            // row by every recorded contact (and recounted by the bulk
-            // import), so nothing here grows with the history's length.
+            let mut out: std::collections::HashMap<String, HistorySummary> =
+                std::collections::HashMap::new();
 
             // Every windowed counter in one pass over the last 90 days of
-            // the customer's index range.
+            // each customer's index range. Each statement here goes from
+            // `customers` to the history with CROSS JOIN, which SQLite
+            // takes as the loop order (PostgreSQL plans it like any inner
+            // join): one index seek per customer, bounded by the window or
+            // by the N-th newest row. With the join order left to SQLite
+            // it scans the id range of the history index instead, the
+            // whole history of every customer in the batch.
             let counts = sqlx::query(
-                "SELECT COUNT(*) AS c90, \
-                 COUNT(*) FILTER (WHERE started_at >= $2) AS c7, \
-                 COUNT(*) FILTER (WHERE started_at >= $3) AS c30, \
-                 COUNT(*) FILTER (WHERE complaint) AS complaints, \
-                 COUNT(*) FILTER (WHERE escalation_threat) AS threats, \
-                 COUNT(*) FILTER (WHERE outcome = 'abandoned') AS abandoned, \
-                 CAST(COALESCE(SUM(solutions_rejected), 0) AS BIGINT) AS rejected, \
-                 COUNT(*) FILTER (WHERE compensation_asked) AS compensation, \
-                 CAST(COALESCE(SUM(handle_s) FILTER (WHERE handle_s > 0), 0) AS BIGINT) \
+                "SELECT k.customer_id, COUNT(*) AS c90, \
+                 COUNT(*) FILTER (WHERE k.started_at >= $4) AS c7, \
+                 COUNT(*) FILTER (WHERE k.started_at >= $5) AS c30, \
+                 COUNT(*) FILTER (WHERE k.complaint) AS complaints, \
+                 COUNT(*) FILTER (WHERE k.escalation_threat) AS threats, \
+                 COUNT(*) FILTER (WHERE k.outcome = 'abandoned') AS abandoned, \
+                 CAST(COALESCE(SUM(k.solutions_rejected), 0) AS BIGINT) AS rejected, \
+                 COUNT(*) FILTER (WHERE k.compensation_asked) AS compensation, \
+                 CAST(COALESCE(SUM(k.handle_s) FILTER (WHERE k.handle_s > 0), 0) AS BIGINT) \
                       AS handle_sum, \
-                 COUNT(*) FILTER (WHERE handle_s > 0) AS handled \
-                 FROM contacts WHERE customer_id = $1 AND started_at >= $4",
+                 COUNT(*) FILTER (WHERE k.handle_s > 0) AS handled, \
+                 COUNT(*) FILTER (WHERE k.started_at >= $5 AND k.direction = 'outbound') \
+                      AS outbound30 \
+                 FROM customers c CROSS JOIN contacts k WHERE k.customer_id = c.customer_id \
+                 AND k.started_at >= $3 \
+                 AND c.customer_id >= $1 AND c.customer_id <= $2 \
+                 GROUP BY k.customer_id",
             )
-            .bind(customer_id)
+            .bind(lo)
+            .bind(hi)
+            .bind(since_90d)
             .bind(since_7d)
             .bind(since_30d)
-            .bind(since_90d)
-            .fetch_one(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?;
-            let get = |column: &str| -> Result<u32, StoreError> {
-                Ok(codec::count(counts.try_get::<i64, _>(column)?))
-            };
-            let handle_sum: i64 = counts.try_get("handle_sum")?;
-            let handled: i64 = counts.try_get("handled")?;
-            // Rounded to the nearest second.
-            let mean_handle = if handled > 0 {
-                codec::count((handle_sum + handled / 2) / handled)
-            } else {
-                0
-            };
+            for r in &counts {
+                let get = |column: &str| -> Result<u32, StoreError> {
+                    Ok(codec::count(r.try_get::<i64, _>(column)?))
+                };
+                let handle_sum: i64 = r.try_get("handle_sum")?;
+                let handled: i64 = r.try_get("handled")?;
+                let s = out.entry(r.try_get("customer_id")?).or_default();
+                s.contacts_7d = get("c7")?;
+                s.contacts_30d = get("c30")?;
+                s.contacts_90d = get("c90")?;
+                s.complaints_90d = get("complaints")?;
+                s.escalation_threats_90d = get("threats")?;
+                s.abandoned_90d = get("abandoned")?;
+                s.solutions_rejected_90d = get("rejected")?;
+                s.compensation_asked_90d = get("compensation")?;
+                s.outbound_30d = get("outbound30")?;
+                // Rounded to the nearest second.
+                s.mean_handle_s_90d = if handled > 0 {
+                    codec::count((handle_sum + handled / 2) / handled)
+                } else {
+                    0
+                };
+            }
 
-            // Matches the partial index `contacts_wait_evidence` verbatim.
-            let waits = sqlx::query(
-                "SELECT queue_wait_s, complaint, outcome, started_at FROM contacts \
-                 WHERE customer_id = $1 AND queue_wait_s > 0 \
-                 AND (complaint OR outcome = 'abandoned') \
-                 ORDER BY started_at DESC, contact_id DESC LIMIT $2",
-            )
-            .bind(customer_id)
-            .bind(limits::WAIT_EVIDENCE)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(WaitEvidence {
-                    wait_s: codec::count(r.try_get::<i64, _>("queue_wait_s")?),
-                    complaint: r.try_get("complaint")?,
-                    abandoned: r.try_get::<Option<String>, _>("outcome")?.as_deref()
-                        == Some(codec::ABANDONED),
-                    at: from_ts(r.try_get::<Ts, _>("started_at")?)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-
-            let recent_contacts = sqlx::query(concat!(
-                "SELECT ",
+            // Compound SELECTs are ordered by column position (SQLite
+            // matches only result aliases by name).
+            // The newest contacts (part 0) and wait evidence (part 1): each
+            // bounded below by the start of the customer's N-th newest such
+            // row (one seek), so a customer's rows are read from the newest
+            // down to that bound only. Ties at the bound can add rows; the
+            // order is exact, so the extra ones are cut below. The wait
+            // terms match the partial index `contacts_wait_evidence`.
+            let contacts = sqlx::query(concat!(
+                "SELECT CAST(0 AS BIGINT) AS part, k.customer_id, ",
                 $crate::store::sql::contact_columns!(),
-                " FROM contacts WHERE customer_id = $1 \
-                 ORDER BY started_at DESC, contact_id DESC LIMIT $2"
+                " FROM customers c CROSS JOIN contacts k WHERE k.customer_id = c.customer_id \
+                 AND k.started_at >= COALESCE((SELECT k2.started_at FROM contacts k2 \
+                     WHERE k2.customer_id = c.customer_id \
+                     ORDER BY k2.started_at DESC, k2.contact_id DESC LIMIT 1 OFFSET $4), $3) \
+                 AND c.customer_id >= $1 AND c.customer_id <= $2 \
+                 UNION ALL \
+                 SELECT CAST(1 AS BIGINT), k.customer_id, ",
+                $crate::store::sql::contact_columns!(),
+                " FROM customers c CROSS JOIN contacts k WHERE k.customer_id = c.customer_id \
+                 AND k.queue_wait_s > 0 AND (k.complaint OR k.outcome = 'abandoned') \
+                 AND k.started_at >= COALESCE((SELECT k2.started_at FROM contacts k2 \
+                     WHERE k2.customer_id = c.customer_id AND k2.queue_wait_s > 0 \
+                     AND (k2.complaint OR k2.outcome = 'abandoned') \
+                     ORDER BY k2.started_at DESC, k2.contact_id DESC LIMIT 1 OFFSET $5), $3) \
+                 AND c.customer_id >= $1 AND c.customer_id <= $2 \
+                 ORDER BY 2, 1, 6 DESC, 3 DESC"
             ))
-            .bind(customer_id)
-            .bind(limits::RECENT_CONTACTS)
+            .bind(lo)
+            .bind(hi)
+            .bind(floor_ts())
+            .bind(limits::RECENT_CONTACTS - 1)
+            .bind(limits::WAIT_EVIDENCE - 1)
             .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(contact_from_row)
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .await?;
+            for r in &contacts {
+                let s = out.entry(r.try_get("customer_id")?).or_default();
+                if r.try_get::<i64, _>("part")? == 0 {
+                    if s.recent_contacts.len() < limit(limits::RECENT_CONTACTS) {
+                        s.recent_contacts.push(contact_from_row(r)?);
+                    }
+                } else if s.waits_before_complaints.len() < limit(limits::WAIT_EVIDENCE) {
+                    s.waits_before_complaints.push(WaitEvidence {
+                        wait_s: codec::count(r.try_get::<i64, _>("queue_wait_s")?),
+                        complaint: r.try_get("complaint")?,
+                        abandoned: r.try_get::<Option<String>, _>("outcome")?.as_deref()
+                            == Some(codec::ABANDONED),
+                        at: from_ts(r.try_get::<Ts, _>("started_at")?)?,
+                    });
+                }
+            }
 
-            let recent_events = sqlx::query(
-                "SELECT event_id, kind, detail, occurred_at FROM events \
-                 WHERE customer_id = $1 AND occurred_at >= $2 \
-                 ORDER BY occurred_at DESC, event_id DESC LIMIT $3",
+            // Events (part 0) and campaigns (part 1) of the last 30 days.
+            let recent = sqlx::query(
+                "SELECT CAST(0 AS BIGINT) AS part, e.customer_id, e.event_id AS id, \
+                 e.kind AS s1, e.detail AS s2, e.occurred_at AS at \
+                 FROM customers c CROSS JOIN events e WHERE e.customer_id = c.customer_id \
+                 AND e.occurred_at >= $3 \
+                 AND c.customer_id >= $1 AND c.customer_id <= $2 \
+                 UNION ALL \
+                 SELECT CAST(1 AS BIGINT), x.customer_id, x.campaign_id, x.title, x.channel, \
+                 x.sent_at \
+                 FROM customers c CROSS JOIN campaign_exposures x WHERE x.customer_id = c.customer_id \
+                 AND x.sent_at >= $3 \
+                 AND c.customer_id >= $1 AND c.customer_id <= $2 \
+                 ORDER BY 2, 1, 6 DESC, 3 DESC",
             )
-            .bind(customer_id)
+            .bind(lo)
+            .bind(hi)
             .bind(since_30d)
-            .bind(limits::RECENT_EVENTS)
             .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(event_from_row)
-            .collect::<Result<Vec<_>, StoreError>>()?;
-
-            let recent_campaigns = sqlx::query(
-                "SELECT campaign_id, title, channel, sent_at FROM campaign_exposures \
-                 WHERE customer_id = $1 AND sent_at >= $2 \
-                 ORDER BY sent_at DESC, campaign_id DESC LIMIT $3",
-            )
-            .bind(customer_id)
-            .bind(since_30d)
-            .bind(limits::RECENT_EVENTS)
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(CampaignExposure {
-                    campaign_id: r.try_get("campaign_id")?,
-                    title: r.try_get("title")?,
-                    channel: codec::parse_channel(&r.try_get::<String, _>("channel")?)?,
-                    sent_at: from_ts(r.try_get::<Ts, _>("sent_at")?)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .await?;
+            for r in &recent {
+                let s = out.entry(r.try_get("customer_id")?).or_default();
+                if r.try_get::<i64, _>("part")? == 0 {
+                    if s.recent_events.len() < limit(limits::RECENT_EVENTS) {
+                        s.recent_events.push(Event {
+                            event_id: r.try_get("id")?,
+                            kind: r.try_get("s1")?,
+                            detail: r.try_get("s2")?,
+                            occurred_at: from_ts(r.try_get::<Ts, _>("at")?)?,
+                        });
+                    }
+                } else if s.recent_campaigns.len() < limit(limits::RECENT_EVENTS) {
+                    s.recent_campaigns.push(CampaignExposure {
+                        campaign_id: r.try_get("id")?,
+                        title: r.try_get("s1")?,
+                        channel: codec::parse_channel(&r.try_get::<String, _>("s2")?)?,
+                        sent_at: from_ts(r.try_get::<Ts, _>("at")?)?,
+                    });
+                }
+            }
 
             // Most resolved-and-well-rated contacts first; the most recent
             // such contact breaks ties, then the id for a stable order.
-            // Matches the partial index `contacts_affinity` verbatim.
-            let affinity_agent_ids = sqlx::query(
-                "SELECT agent_id, COUNT(*) AS n, MAX(started_at) AS last_at FROM contacts \
-                 WHERE customer_id = $1 AND outcome = 'resolved' AND csat >= 4 \
-                 AND agent_id <> '' \
-                 GROUP BY agent_id ORDER BY n DESC, last_at DESC, agent_id LIMIT $2",
+            // The terms match the partial index `contacts_affinity`.
+            let affinity = sqlx::query(
+                "SELECT k.customer_id, k.agent_id, COUNT(*) AS n, MAX(k.started_at) AS last_at \
+                 FROM customers c CROSS JOIN contacts k WHERE k.customer_id = c.customer_id \
+                 AND k.outcome = 'resolved' AND k.csat >= 4 AND k.agent_id <> '' \
+                 AND c.customer_id >= $1 AND c.customer_id <= $2 \
+                 GROUP BY k.customer_id, k.agent_id \
+                 ORDER BY k.customer_id, n DESC, last_at DESC, k.agent_id",
             )
-            .bind(customer_id)
-            .bind(limits::AFFINITY_AGENTS)
+            .bind(lo)
+            .bind(hi)
             .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(|r| r.try_get::<String, _>("agent_id"))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            .await?;
+            for r in &affinity {
+                let s = out.entry(r.try_get("customer_id")?).or_default();
+                if s.affinity_agent_ids.len() < limit(limits::AFFINITY_AGENTS) {
+                    s.affinity_agent_ids.push(r.try_get("agent_id")?);
+                }
+            }
+            Ok(out)
+        }
 
-            Ok(HistorySummary {
-                contacts_7d: get("c7")?,
-                contacts_30d: get("c30")?,
-                contacts_90d: get("c90")?,
-                total_contacts,
-                complaints_90d: get("complaints")?,
-                escalation_threats_90d: get("threats")?,
-                abandoned_90d: get("abandoned")?,
-                solutions_rejected_90d: get("rejected")?,
-                compensation_asked_90d: get("compensation")?,
-                mean_handle_s_90d: mean_handle,
-                waits_before_complaints: waits,
-                last_contact_at,
-                recent_contacts,
-                recent_events,
-                recent_campaigns,
-                affinity_agent_ids,
-            })
+        fn limit(n: i64) -> usize {
+            usize::try_from(n).unwrap_or(0)
         }
 
         /// Every table holding a customer's rows, children first; the order

@@ -3,10 +3,20 @@
 //!
 //! Connections use WAL (readers never block the writer), foreign keys on,
 //! `synchronous=FULL` (a committed write survives a power cut, not only a
-//! crash) and a busy timeout. Write transactions start with
-//! `BEGIN IMMEDIATE`: a deferred transaction that reads first and writes
-//! later can fail with SQLITE_BUSY without waiting, while an immediate one
-//! queues on the busy timeout like any other writer.
+//! crash) and a busy timeout. SQLite has one writer at a time, so the store
+//! holds two pools: one connection for writes, which queue for it in the
+//! pool instead of spinning on SQLITE_BUSY with sleeps in between, and a
+//! read pool, whose connections see the committed state through WAL
+//! snapshots without ever waiting for the writer. Write transactions start
+//! with `BEGIN IMMEDIATE`, so a transaction that reads first and writes
+//! later never fails on a lock upgrade (another process, e.g. the
+//! importer, may hold the write lock). Reads map the file into memory
+//! (`mmap_size`), so a page already in the OS cache costs no system call.
+//!
+//! [`PoolOptions::bulk_load`] (the importer) relaxes durability to
+//! `synchronous=NORMAL` — a power cut may lose the last transactions but
+//! never corrupts the file, and the importer's checkpoint replays them —
+//! and gives the writer a large page cache.
 
 use std::str::FromStr as _;
 use std::time::Duration;
@@ -39,56 +49,105 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// ABORTED.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Bytes of the file each connection maps into memory (SQLite caps it at
+/// its compile-time maximum, 2 GiB in the bundled build).
+const MMAP_SIZE: &str = "2147483648";
+
+/// Page cache of the import writer, in KiB (negative: `cache_size` counts
+/// KiB, not pages): the indexes' working set of a large load stays in it.
+const BULK_CACHE_KIB: &str = "-524288";
+
 /// The SQLite backend.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Readers.
     pool: SqlitePool,
+    /// The one writer (the same pool as `pool` for an in-memory database,
+    /// which has exactly one connection).
+    writer: SqlitePool,
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url`, e.g.
     /// `sqlite://rapport-profile.db`, and migrates it.
     pub async fn connect(url: &str, options: PoolOptions) -> Result<Self, StoreError> {
+        let bulk = options.bulk_load;
         let connect = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Connect("SQLite (invalid URL)".into(), e))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(if bulk {
+                SqliteSynchronous::Normal
+            } else {
+                SqliteSynchronous::Full
+            })
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("mmap_size", MMAP_SIZE);
         let target = format!("SQLite database {}", connect.get_filename().display());
-        let mut pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
-            .acquire_timeout(options.acquire_timeout);
         if url.contains(":memory:") || url.contains("mode=memory") {
             // An in-memory database lives as long as one connection to it:
-            // keep exactly one, forever.
-            pool = pool
+            // keep exactly one, forever, for reads and writes alike.
+            let pool = SqlitePoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
-                .max_lifetime(None);
+                .max_lifetime(None)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await
+                .map_err(|e| StoreError::Connect(target, e))?;
+            return Self::migrated(pool.clone(), pool).await;
         }
-        let pool = pool
+        let writer_options = if bulk {
+            connect.clone().pragma("cache_size", BULK_CACHE_KIB)
+        } else {
+            connect.clone()
+        };
+        // The writer first: it creates the file and migrates the schema
+        // before any reader opens it.
+        // Kept open: while one connection is, the WAL and its index stay,
+        // so readers never reopen a database being checkpointed away.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(writer_options)
+            .await
+            .map_err(|e| StoreError::Connect(target.clone(), e))?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Migrate("SQLite", e))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
             .map_err(|e| StoreError::Connect(target, e))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Migrate("SQLite", e))?;
-        Ok(Self { pool })
+        Ok(Self { pool, writer })
     }
 
-    /// Closes every connection (checkpointing the WAL).
+    async fn migrated(pool: SqlitePool, writer: SqlitePool) -> Result<Self, StoreError> {
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Migrate("SQLite", e))?;
+        Ok(Self { pool, writer })
+    }
+
     /// Whether the database answers a trivial query (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
+    /// Closes every connection (the writer last, checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 
     async fn begin_read(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
@@ -96,7 +155,7 @@ impl SqliteStore {
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 }
 
