@@ -163,5 +163,6 @@ pub fn tunables(
         )),
         call_ttl_s: policy.call_ttl_s,
         learning_rate: 0.2,
+        busy_ttl_s: state::DEFAULT_BUSY_TTL_S,
     }
 }

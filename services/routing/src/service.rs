@@ -77,6 +77,7 @@ fn outcome_label(decision: &pb::RouteDecision) -> &'static str {
         Ok(pb::RouteOutcome::CallbackOffered) => "callback",
         Ok(pb::RouteOutcome::Fallback) => "fallback",
         Ok(pb::RouteOutcome::NoAgent) => "no_agent",
+        Ok(pb::RouteOutcome::CustomerBusy) => "customer_busy",
         _ => "existing",
     }
 }
@@ -99,6 +100,20 @@ impl Routing {
         agent_id: &str,
         change: Option<&StatusChange>,
     ) -> Result<pb::AgentState, Status> {
+        Ok(self
+            .agent_state_and_profile(center, agent_id, change)
+            .await?
+            .0)
+    }
+
+    /// The agent's public state and its profile (which callers reuse
+    /// instead of reading the agent again).
+    async fn agent_state_and_profile(
+        &self,
+        center: &Center,
+        agent_id: &str,
+        change: Option<&StatusChange>,
+    ) -> Result<(pb::AgentState, pb::AgentProfile), Status> {
         let snapshot = self.state.agent(center, agent_id).await?;
         let assigned = match change.and_then(|c| c.assigned_call.as_deref()) {
             Some(call_id) => {
@@ -107,7 +122,7 @@ impl Routing {
             }
             None => None,
         };
-        Ok(agent_state(&snapshot, assigned))
+        Ok((agent_state(&snapshot, assigned), snapshot.profile))
     }
 
     async fn call_state(
@@ -115,9 +130,22 @@ impl Routing {
         center: &Center,
         call: &CallSnapshot,
     ) -> Result<pb::CallState, Status> {
+        self.call_state_known(center, call, None).await
+    }
+
+    /// [`call_state`](Self::call_state), given the profile of an agent
+    /// already read (used when it is the contact's agent).
+    async fn call_state_known(
+        &self,
+        center: &Center,
+        call: &CallSnapshot,
+        known: Option<&pb::AgentProfile>,
+    ) -> Result<pb::CallState, Status> {
         let agent_id = call.get("agent_id");
         let agent = if agent_id.is_empty() {
             None
+        } else if let Some(profile) = known.filter(|p| p.agent_id == agent_id) {
+            Some(agent_ref(profile))
         } else {
             match self.state.agent(center, agent_id).await {
                 Ok(a) => Some(agent_ref(&a.profile)),
@@ -743,9 +771,9 @@ impl Routing {
                 .map(|r| r.candidate.agent_id.clone())
                 .collect();
             let now = now_ms();
-            let placement = self
+            let (placement, profile) = self
                 .state
-                .place(&input.center, &new_call, &ranked_ids, true, now)
+                .place_detailed(&input.center, &new_call, &ranked_ids, true, now)
                 .await?;
             match placement {
                 Placement::Assigned {
@@ -753,9 +781,11 @@ impl Routing {
                     ranked: from_ranking,
                     offer_id,
                 } => {
-                    let agent = self.state.agent(&input.center, &agent_id).await?;
+                    // The script returned the agent's profile with the
+                    // reservation: no second read.
+                    let agent = profile.unwrap_or_default();
                     decision.outcome = pb::RouteOutcome::Assigned as i32;
-                    decision.agent = Some(agent_ref(&agent.profile));
+                    decision.agent = Some(agent_ref(&agent));
                     decision.offer_id = offer_id;
                     match ranked.iter().find(|r| r.candidate.agent_id == agent_id) {
                         Some(chosen) if from_ranking => reasons.extend(ranking::reasons(
@@ -766,12 +796,7 @@ impl Routing {
                             label,
                         )),
                         _ => {
-                            let score = agent
-                                .profile
-                                .skills
-                                .get(&group.skill)
-                                .copied()
-                                .unwrap_or(0.0);
+                            let score = agent.skills.get(&group.skill).copied().unwrap_or(0.0);
                             reasons.push(format!(
                                 "{} skill {score:.1}: best free {label} agent at reservation time",
                                 group.skill
@@ -807,9 +832,9 @@ impl Routing {
                         reasons.push(format!("widening {}", first.description));
                     }
                 }
-                Placement::NoAgent => {
+                Placement::NoAgent | Placement::CustomerBusy { .. } => {
                     return Err(Status::internal(
-                        "live state answered no agent for a queued route",
+                        "live state refused an inbound route it must place",
                     ));
                 }
                 Placement::Existing { .. } => {
@@ -1078,8 +1103,10 @@ impl pb::routing_service_server::RoutingService for Routing {
         // The profile record is written once, by the completion that
         // actually released the agent.
         let customer_id = call.get("customer_id").to_owned();
-        let mut recorded = false;
-        if !completion.already_completed && !customer_id.is_empty() {
+        let record = async {
+            if completion.already_completed || customer_id.is_empty() {
+                return false;
+            }
             let contact = pb::ContactRecord {
                 contact_id: req.call_id.clone(),
                 channel: call.channel(),
@@ -1105,20 +1132,32 @@ impl pb::routing_service_server::RoutingService for Routing {
                 ..Default::default()
             };
             match self.deps.record_contact(&customer_id, contact).await {
-                Ok(()) => recorded = true,
-                Err(status) => tracing::warn!(
-                    call_id = %req.call_id,
-                    code = ?status.code(),
-                    message = status.message(),
-                    "failed to record the contact in profile"
-                ),
+                Ok(()) => true,
+                Err(status) => {
+                    tracing::warn!(
+                        call_id = %req.call_id,
+                        code = ?status.code(),
+                        message = status.message(),
+                        "failed to record the contact in profile"
+                    );
+                    false
+                }
             }
-        }
-
-        let agent = self
-            .agent_state(&center, &req.agent_id, Some(&completion.agent))
-            .await?;
-        let call = self.call_state(&center, &call).await?;
+        };
+        // The reply's states do not depend on the profile write: read them
+        // while profile commits. The agent read also serves the contact's
+        // agent reference.
+        let states = async {
+            let (agent, profile) = self
+                .agent_state_and_profile(&center, &req.agent_id, Some(&completion.agent))
+                .await?;
+            let call = self
+                .call_state_known(&center, &call, Some(&profile))
+                .await?;
+            Ok::<_, Status>((agent, call))
+        };
+        let (recorded, states) = tokio::join!(record, states);
+        let (agent, call) = states?;
         Ok(Response::new(pb::CompleteCallResponse {
             call: Some(call),
             agent: Some(agent),
@@ -1406,9 +1445,9 @@ impl pb::routing_service_server::RoutingService for Routing {
                 ("pop", screen_pop(profile.as_ref(), None).encode_to_vec()),
             ],
         };
-        let placement = self
+        let (placement, agent_profile) = self
             .state
-            .place(&center, &new_call, &ids, false, now_ms())
+            .place_detailed(&center, &new_call, &ids, false, now_ms())
             .await?;
         let mut decision = pb::RouteDecision {
             call_id: req.task_id.clone(),
@@ -1427,9 +1466,9 @@ impl pb::routing_service_server::RoutingService for Routing {
             Placement::Assigned {
                 agent_id, offer_id, ..
             } => {
-                let agent = self.state.agent(&center, &agent_id).await?;
+                let agent = agent_profile.unwrap_or_default();
                 decision.outcome = pb::RouteOutcome::Assigned as i32;
-                decision.agent = Some(agent_ref(&agent.profile));
+                decision.agent = Some(agent_ref(&agent));
                 decision.offer_id = offer_id;
                 if preferred.first() == Some(&agent_id) {
                     reasons.push(format!(
@@ -1453,6 +1492,13 @@ impl pb::routing_service_server::RoutingService for Routing {
                 reasons.push(format!(
                     "no free agent with skill {}; nothing reserved",
                     req.skill
+                ));
+            }
+            Placement::CustomerBusy { call_id } => {
+                decision.outcome = pb::RouteOutcome::CustomerBusy as i32;
+                reasons.push(format!(
+                    "customer {} is in live inbound contact {call_id}; nothing reserved",
+                    req.customer_id
                 ));
             }
             Placement::Existing { .. } => {

@@ -727,3 +727,152 @@ async fn the_sweeper_expires_offers_on_its_own() {
     let _ = stop_tx.send(());
     task.await.expect("sweeper stops");
 }
+
+/// RouteOutbound's guard: while a customer is in a live inbound contact
+/// (queued, offered, connected) an outbound call to them reserves nobody;
+/// once the contact completes, is abandoned or becomes a callback, it may.
+#[tokio::test]
+async fn outbound_refuses_a_customer_in_a_live_inbound_contact() {
+    let redis = TestRedis::start().expect("redis");
+    let state = live(&redis).await;
+    let c = center();
+    let mut carer = agent("carer", 7.0, &[], &[]);
+    carer.skills.insert("care".into(), 8.0);
+    login_ready(&state, &c, &carer, 1).await;
+    let out = |task: &'static str, customer: &'static str| NewCall {
+        fields: vec![
+            ("customer_id", customer.as_bytes().to_vec()),
+            ("direction", b"outbound".to_vec()),
+        ],
+        ..call(task, "care", 0.0)
+    };
+    let busy = |p: &Placement, call: &str| {
+        assert_eq!(
+            p,
+            &Placement::CustomerBusy {
+                call_id: call.into()
+            }
+        );
+    };
+
+    // Nobody has the wealth skill high enough: the inbound contact queues.
+    let queued = route(&state, &c, "in-1", "wealth", 9.5, 10).await;
+    assert!(matches!(queued, Placement::Queued { .. }), "{queued:?}");
+    let before = dump(&redis, &c).await;
+    let refused = state
+        .place(&c, &out("task-1", "c1"), &["carer".into()], false, 11)
+        .await
+        .expect("place");
+    busy(&refused, "in-1");
+    assert_eq!(
+        dump(&redis, &c).await,
+        before,
+        "a busy refusal writes nothing"
+    );
+    // The marker has the safety-net TTL.
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("conn");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{}customer:c1:live", c.prefix()))
+        .query_async(&mut conn)
+        .await
+        .expect("ttl");
+    assert!(
+        ttl > 0 && ttl <= state.tunables().busy_ttl_s as i64,
+        "ttl {ttl}"
+    );
+
+    // Another customer is not affected (and the carer is reserved for it).
+    let other = state
+        .place(&c, &out("task-2", "c2"), &["carer".into()], false, 12)
+        .await
+        .expect("place");
+    assert_eq!(agent_of(&other), "carer");
+    state
+        .complete(&c, "task-2", "carer", 0, false, 13)
+        .await
+        .expect("complete outbound");
+
+    // Abandoned: the customer is free again.
+    state.abandon(&c, "in-1", 14).await.expect("abandon");
+    let free = state
+        .place(&c, &out("task-3", "c1"), &["carer".into()], false, 15)
+        .await
+        .expect("place");
+    assert_eq!(agent_of(&free), "carer");
+    state
+        .complete(&c, "task-3", "carer", 0, false, 16)
+        .await
+        .expect("complete outbound");
+
+    // Offered, then connected, are live; completed is not.
+    let mut wealthy = agent("wealthy", 9.9, &[], &[]);
+    wealthy.skills.insert("wealth".into(), 9.9);
+    login_ready(&state, &c, &wealthy, 17).await;
+    let offered = route(&state, &c, "in-2", "wealth", 9.5, 20).await;
+    assert_eq!(agent_of(&offered), "wealthy");
+    let refused = state
+        .place(&c, &out("task-4", "c1"), &["carer".into()], false, 21)
+        .await
+        .expect("place");
+    busy(&refused, "in-2");
+    state
+        .answer_offer(&c, "wealthy", &offer_of(&offered), true, 22)
+        .await
+        .expect("accept");
+    let refused = state
+        .place(&c, &out("task-4", "c1"), &["carer".into()], false, 23)
+        .await
+        .expect("place");
+    busy(&refused, "in-2");
+    state
+        .complete(&c, "in-2", "wealthy", 0, false, 24)
+        .await
+        .expect("complete");
+    let free = state
+        .place(&c, &out("task-4", "c1"), &["carer".into()], false, 25)
+        .await
+        .expect("place");
+    assert_eq!(agent_of(&free), "carer");
+    state
+        .complete(&c, "task-4", "carer", 0, false, 26)
+        .await
+        .expect("complete outbound");
+
+    // A queued contact that turns into a callback is no longer live.
+    let mut wealthy_state = state.agent(&c, "wealthy").await.expect("agent");
+    assert_eq!(wealthy_state.status(), Status::Ready);
+    state
+        .set_status(&c, "wealthy", Target::NotReady, 27)
+        .await
+        .expect("not ready");
+    wealthy_state = state.agent(&c, "wealthy").await.expect("agent");
+    assert_eq!(wealthy_state.status(), Status::NotReady);
+    let queued = route(&state, &c, "in-3", "wealth", 9.5, 30).await;
+    assert!(matches!(queued, Placement::Queued { .. }), "{queued:?}");
+    busy(
+        &state
+            .place(&c, &out("task-5", "c1"), &["carer".into()], false, 31)
+            .await
+            .expect("place"),
+        "in-3",
+    );
+    state
+        .accept_callback(&c, "in-3", (1, 2), 1, "", 32)
+        .await
+        .expect("callback");
+    let free = state
+        .place(&c, &out("task-5", "c1"), &["carer".into()], false, 33)
+        .await
+        .expect("place");
+    assert_eq!(agent_of(&free), "carer");
+    let marker: bool = redis::cmd("EXISTS")
+        .arg(format!("{}customer:c1:live", c.prefix()))
+        .query_async(&mut conn)
+        .await
+        .expect("exists");
+    assert!(!marker, "no live contact left: the marker is gone");
+}

@@ -61,6 +61,7 @@ static ABANDON: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/aba
 static CALLBACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/callback.lua")));
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/sweep.lua")));
+static AGENT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/agent.lua")));
 static STATS: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/stats.lua")));
 // No prelude: its only key is the global registry, outside any center.
 static REGISTER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/register.lua")));
@@ -90,12 +91,6 @@ impl Center {
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
-    fn agent(&self, id: &str) -> String {
-        format!("{}agent:{id}", self.prefix)
-    }
-    fn held(&self, id: &str) -> String {
-        format!("{}agent:{id}:calls", self.prefix)
-    }
     fn idle(&self, channel: i32, group: &str) -> String {
         format!("{}idle:{channel}:{group}", self.prefix)
     }
@@ -117,6 +112,10 @@ impl Center {
     }
 }
 
+/// Four hours: longer than any live contact, short enough that a lost
+/// completion does not keep outreach from a customer for long.
+pub const DEFAULT_BUSY_TTL_S: u64 = 4 * 3600;
+
 /// Policy numbers the scripts need, passed with every call.
 #[derive(Debug, Clone)]
 pub struct Tunables {
@@ -130,6 +129,10 @@ pub struct Tunables {
     pub call_ttl_s: u64,
     /// Weight of one CSAT sample in the learned traits (moving average).
     pub learning_rate: f64,
+    /// How long a customer's live-contact marker outlives its last inbound
+    /// contact's start at most: the safety net should a contact never be
+    /// completed or abandoned (a crashed IVR or desktop).
+    pub busy_ttl_s: u64,
 }
 
 impl Default for Tunables {
@@ -144,6 +147,7 @@ impl Default for Tunables {
             service_level_threshold: Duration::from_secs(20),
             call_ttl_s: 86_400,
             learning_rate: 0.2,
+            busy_ttl_s: DEFAULT_BUSY_TTL_S,
         }
     }
 }
@@ -151,7 +155,7 @@ impl Default for Tunables {
 impl Tunables {
     fn encode(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{}",
             self.offer_timeout.as_millis(),
             self.queue_scan,
             self.max_missed,
@@ -160,7 +164,8 @@ impl Tunables {
             self.window.as_millis(),
             self.service_level_threshold.as_millis(),
             self.call_ttl_s,
-            self.learning_rate
+            self.learning_rate,
+            self.busy_ttl_s.max(1)
         )
     }
 }
@@ -335,6 +340,11 @@ pub enum Placement {
     /// The call id was already known; its current status.
     Existing {
         status: String,
+    },
+    /// An outbound contact whose customer is in this live inbound contact
+    /// (queued, offered or connected); nothing was written.
+    CustomerBusy {
+        call_id: String,
     },
 }
 
@@ -598,62 +608,16 @@ impl LiveState {
         }
     }
 
-    /// One agent's state.
+    /// One agent's state, in one round trip (`agent.lua`).
     pub async fn agent(
         &self,
         center: &Center,
         agent_id: &str,
     ) -> Result<AgentSnapshot, StateError> {
-        let mut conn = self.conn.clone();
-        let (fields, held): (HashMap<String, Vec<u8>>, HashMap<String, String>) = redis::pipe()
-            .hgetall(center.agent(agent_id))
-            .hgetall(center.held(agent_id))
-            .query_async(&mut conn)
-            .instrument(span("agent", ""))
-            .await?;
-        if fields.is_empty() {
-            return Err(StateError::NotFound(format!(
-                "agent {agent_id} is not logged in"
-            )));
-        }
-        let text = |f: &str| {
-            fields
-                .get(f)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
-        let mut profile =
-            AgentProfile::decode(fields.get("profile").map(Vec::as_slice).unwrap_or(&[]))
-                .map_err(|e| StateError::Corrupt(format!("agent profile: {e}")))?;
-        profile.traits = Some(AgentTraits {
-            empathy: text("empathy").parse().unwrap_or(0.0),
-            de_escalation: text("de_escalation").parse().unwrap_or(0.0),
-        });
-        let mut calls = Vec::with_capacity(held.len());
-        let mut ids: Vec<(String, String)> = held.into_iter().collect();
-        ids.sort();
-        for (call_id, channel) in ids {
-            let (status, offer_id): (Option<String>, Option<String>) = redis::cmd("HMGET")
-                .arg(center.call(&call_id))
-                .arg("status")
-                .arg("offer_id")
-                .query_async(&mut conn)
-                .await?;
-            calls.push(Held {
-                channel: channel.parse().unwrap_or(1),
-                status: status.unwrap_or_default(),
-                offer_id: offer_id.unwrap_or_default(),
-                call_id,
-            });
-        }
-        Ok(AgentSnapshot {
-            profile,
-            presence: Presence::parse(&text("status"))?,
-            held: calls,
-            status_since_ms: text("status_since").parse().unwrap_or(0),
-            missed_offers: text("misses").parse().unwrap_or(0),
-            on_duty_until_ms: text("on_duty_until").parse().unwrap_or(0),
-        })
+        let mut inv = self.invoke(&AGENT, center, 0);
+        inv.arg(agent_id);
+        let reply: Vec<Vec<u8>> = self.run("agent", "", &inv).await?;
+        agent_view(agent_id, &reply)
     }
 
     /// The best free candidates of a group on a channel at or above
@@ -711,7 +675,9 @@ impl LiveState {
     }
 
     /// Atomically reserves the first still-free agent of `ranked` (or any
-    /// free agent of the group), or queues the contact (when `queue`).
+    /// free agent of the group), or queues the contact (when `queue`). An
+    /// outbound contact (field `direction` = `outbound`) whose customer is
+    /// in a live inbound contact is refused with `CustomerBusy`.
     pub async fn place(
         &self,
         center: &Center,
@@ -720,6 +686,22 @@ impl LiveState {
         queue: bool,
         now_ms: i64,
     ) -> Result<Placement, StateError> {
+        Ok(self
+            .place_detailed(center, call, ranked, queue, now_ms)
+            .await?
+            .0)
+    }
+
+    /// [`place`](Self::place), with the reserved agent's stored profile
+    /// read in the same script (so RouteCall needs no second round trip).
+    pub async fn place_detailed(
+        &self,
+        center: &Center,
+        call: &NewCall<'_>,
+        ranked: &[String],
+        queue: bool,
+        now_ms: i64,
+    ) -> Result<(Placement, Option<AgentProfile>), StateError> {
         self.register(center, false).await?;
         let mut inv = self.invoke(&ROUTE, center, now_ms);
         inv.arg(call.call_id)
@@ -735,21 +717,45 @@ impl LiveState {
         for (field, value) in &call.fields {
             inv.arg(*field).arg(value.as_slice());
         }
-        let reply: Vec<String> = self.run("route", call.call_id, &inv).await?;
+        // Byte strings: the assigned reply carries the encoded profile.
+        let reply: Vec<Vec<u8>> = self.run("route", call.call_id, &inv).await?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         match reply.as_slice() {
-            [tag, id, how, offer] if tag == "assigned" => Ok(Placement::Assigned {
-                agent_id: id.clone(),
-                ranked: how == "ranked",
-                offer_id: offer.clone(),
-            }),
-            [tag, pos] if tag == "queued" => Ok(Placement::Queued {
-                position: pos.parse().unwrap_or(0),
-            }),
-            [tag] if tag == "none" => Ok(Placement::NoAgent),
-            [tag, status] if tag == "existing" => Ok(Placement::Existing {
-                status: status.clone(),
-            }),
-            other => Err(StateError::Corrupt(format!("route reply {other:?}"))),
+            [tag, id, how, offer, profile] if tag == b"assigned" => {
+                let profile = AgentProfile::decode(profile.as_slice())
+                    .map_err(|e| StateError::Corrupt(format!("agent profile: {e}")))?;
+                Ok((
+                    Placement::Assigned {
+                        agent_id: text(id),
+                        ranked: how == b"ranked",
+                        offer_id: text(offer),
+                    },
+                    Some(profile),
+                ))
+            }
+            [tag, pos] if tag == b"queued" => Ok((
+                Placement::Queued {
+                    position: text(pos).parse().unwrap_or(0),
+                },
+                None,
+            )),
+            [tag] if tag == b"none" => Ok((Placement::NoAgent, None)),
+            [tag, status] if tag == b"existing" => Ok((
+                Placement::Existing {
+                    status: text(status),
+                },
+                None,
+            )),
+            [tag, busy] if tag == b"busy" => Ok((
+                Placement::CustomerBusy {
+                    call_id: text(busy),
+                },
+                None,
+            )),
+            other => Err(StateError::Corrupt(format!(
+                "route reply {:?}",
+                other.iter().map(|b| text(b)).collect::<Vec<_>>()
+            ))),
         }
     }
 
@@ -1070,4 +1076,42 @@ fn status_change(reply: &[String]) -> Result<StatusChange, StateError> {
         }),
         other => Err(script_error(other)),
     }
+}
+
+/// Parses the prelude's `agent_view` reply: seven agent fields, then four
+/// per held contact. An empty reply means the agent never logged in.
+fn agent_view(agent_id: &str, reply: &[Vec<u8>]) -> Result<AgentSnapshot, StateError> {
+    if reply.is_empty() {
+        return Err(StateError::NotFound(format!(
+            "agent {agent_id} is not logged in"
+        )));
+    }
+    let (fields, held) = reply
+        .split_at_checked(7)
+        .ok_or_else(|| StateError::Corrupt(format!("agent reply of {} fields", reply.len())))?;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut profile = AgentProfile::decode(fields[6].as_slice())
+        .map_err(|e| StateError::Corrupt(format!("agent profile: {e}")))?;
+    profile.traits = Some(AgentTraits {
+        empathy: text(&fields[4]).parse().unwrap_or(0.0),
+        de_escalation: text(&fields[5]).parse().unwrap_or(0.0),
+    });
+    let mut calls: Vec<Held> = held
+        .chunks_exact(4)
+        .map(|c| Held {
+            call_id: text(&c[0]),
+            channel: text(&c[1]).parse().unwrap_or(1),
+            status: text(&c[2]),
+            offer_id: text(&c[3]),
+        })
+        .collect();
+    calls.sort_by(|a, b| a.call_id.cmp(&b.call_id));
+    Ok(AgentSnapshot {
+        profile,
+        presence: Presence::parse(&text(&fields[0]))?,
+        held: calls,
+        status_since_ms: text(&fields[1]).parse().unwrap_or(0),
+        missed_offers: text(&fields[2]).parse().unwrap_or(0),
+        on_duty_until_ms: text(&fields[3]).parse().unwrap_or(0),
+    })
 }

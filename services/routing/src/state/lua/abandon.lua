@@ -19,6 +19,7 @@ else
   fill(v[2])
 end
 redis.call('HSET', c, 'status', 'abandoned', 'abandoned_ms', now, 'queue_wait_ms', wait)
+untrack_live(call)
 redis.call('EXPIRE', c, cfg.ttl)
 sl_add('abandoned', v[4], v[5], call, wait)
 return {'ok', tostring(wait)}

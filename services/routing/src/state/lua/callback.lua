@@ -14,6 +14,7 @@ end
 dequeue(call)
 redis.call('HSET', c, 'status', 'callback', 'queue_wait_ms', now - num(v[2]), 'follow_up', task)
 redis.call('EXPIRE', c, cfg.ttl)
+untrack_live(call)
 redis.call('HSET', tkey(task), 'task_id', task, 'kind', 'callback', 'call_id', call,
   'customer_id', redis.call('HGET', c, 'customer_id') or '', 'start_ms', ARGV[5], 'end_ms', ARGV[6],
   'priority', ARGV[7], 'phone', ARGV[8], 'skill', redis.call('HGET', c, 'skill') or '',

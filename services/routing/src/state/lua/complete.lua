@@ -31,6 +31,7 @@ if call_status == 'offered' then
   sl_add('answered', v[1], v[2], call, num(v[3]))
 end
 redis.call('HSET', c, 'status', 'completed', 'completed_ms', now)
+untrack_live(call)
 redis.call('EXPIRE', c, cfg.ttl)
 release(id, call)
 -- Traits are learned from satisfaction on the contacts that needed them —

@@ -10,8 +10,9 @@ local p = ARGV[1]
 local now = tonumber(ARGV[2])
 local cfg = {}
 do
-  local f = {}
-  for v in string.gmatch(ARGV[3], '[^,]+') do f[#f + 1] = v end
+  -- One match instead of a gmatch loop: this runs on every script call.
+  local f = {string.match(ARGV[3],
+    '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')}
   cfg.offer_ms = tonumber(f[1])
   cfg.scan = tonumber(f[2])
   cfg.max_missed = tonumber(f[3])
@@ -21,6 +22,7 @@ do
   cfg.threshold_ms = tonumber(f[7])
   cfg.ttl = tonumber(f[8])
   cfg.alpha = tonumber(f[9])
+  cfg.busy_ttl = tonumber(f[10])
 end
 local VOICE = '1'
 local DUE = p .. 'due'
@@ -86,6 +88,70 @@ local function reindex(id)
       end
     end
   end
+end
+
+-- One agent's state as a flat reply: status, status_since, misses,
+-- on_duty_until, empathy, de_escalation, encoded profile, then call id,
+-- channel, status and offer id of every contact it holds; {} when unknown.
+-- Scripts append it to their replies so callers need no second read.
+local function agent_view(id)
+  local v = redis.call('HMGET', akey(id), 'status', 'status_since', 'misses', 'on_duty_until',
+    'empathy', 'de_escalation', 'profile')
+  if not v[1] then return {} end
+  local out = {}
+  for i = 1, 7 do out[i] = v[i] or '' end
+  local held = redis.call('HGETALL', hkey(id))
+  for i = 1, #held, 2 do
+    local c = redis.call('HMGET', ckey(held[i]), 'status', 'offer_id')
+    out[#out + 1] = held[i]
+    out[#out + 1] = held[i + 1]
+    out[#out + 1] = c[1] or ''
+    out[#out + 1] = c[2] or ''
+  end
+  return out
+end
+
+-- A customer's live inbound contacts (queued, offered or connected): a set
+-- of call ids, so RouteOutbound can refuse to call someone who is on the
+-- line. Entered when an inbound contact is placed, left when it completes,
+-- is abandoned or turns into a callback. Members are re-checked against
+-- the contact's status when read, and the key expires (cfg.busy_ttl, reset
+-- at every entry) so neither a lost update nor a crash pins a customer.
+-- Only ids of the validated shape become keys (customer ids come from
+-- profile); anything else is simply not tracked.
+local function lkey(customer)
+  if not customer or not string.match(customer, '^[%w_.:%-]+$') then return nil end
+  return p .. 'customer:' .. customer .. ':live'
+end
+local LIVE = {queued = true, offered = true, connected = true}
+
+-- The first live inbound contact of a customer, if any (read-only).
+local function live_contact(customer)
+  local k = lkey(customer)
+  if not k then return nil end
+  for _, call in ipairs(redis.call('SMEMBERS', k)) do
+    if LIVE[redis.call('HGET', ckey(call), 'status')] then return call end
+  end
+  return nil
+end
+
+local function track_live(call)
+  local v = redis.call('HMGET', ckey(call), 'customer_id', 'direction')
+  local k = lkey(v[1])
+  if not k or v[2] == 'outbound' then return end
+  -- Drop members whose contact ended without telling us (expired state).
+  for _, other in ipairs(redis.call('SMEMBERS', k)) do
+    if not LIVE[redis.call('HGET', ckey(other), 'status')] then redis.call('SREM', k, other) end
+  end
+  redis.call('SADD', k, call)
+  redis.call('EXPIRE', k, cfg.busy_ttl)
+end
+
+local function untrack_live(call)
+  local k = lkey(redis.call('HGET', ckey(call), 'customer_id'))
+  if not k then return end
+  redis.call('SREM', k, call)
+  if redis.call('SCARD', k) == 0 then redis.call('DEL', k) end
 end
 
 local function sl_add(kind, ch, group, call, wait_ms)
@@ -173,14 +239,28 @@ local function take_queued(id)
   local a = akey(id)
   local v = redis.call('HMGET', a, 'status', 'field', 'chans')
   if v[1] ~= 'ready' or v[2] == '1' then return nil end
+  -- Only queues listed in QUEUES (a superset of the non-empty ones) can
+  -- hold a contact: most of the time none does, and an agent belongs to
+  -- channels × groups queues, so this spares a read per queue.
+  local waiting = redis.call('SMEMBERS', QUEUES)
+  if #waiting == 0 then return nil end
+  local listed = {}
+  for _, w in ipairs(waiting) do listed[w] = true end
   local kv = redis.call('HGETALL', gkey(id))
   local best, best_at
   for ch in string.gmatch(v[3] or '', '[^,]+') do
-    if available(id, ch) then
+    local any = false
+    for i = 1, #kv, 2 do
+      if listed[ch .. ':' .. kv[i]] then any = true break end
+    end
+    if any and available(id, ch) then
       for i = 1, #kv, 2 do
         local score = tonumber(kv[i + 1])
         local q = qkey(ch, kv[i])
-        local entries = redis.call('ZRANGE', q, 0, cfg.scan - 1, 'WITHSCORES')
+        local entries = {}
+        if listed[ch .. ':' .. kv[i]] then
+          entries = redis.call('ZRANGE', q, 0, cfg.scan - 1, 'WITHSCORES')
+        end
         for j = 1, #entries, 2 do
           local at = tonumber(entries[j + 1])
           if best_at ~= nil and at >= best_at then break end

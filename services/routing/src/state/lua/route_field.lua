@@ -13,12 +13,11 @@ if v[2] ~= '1' then return {'unavailable', 'not a field manager'} end
 if num(v[3]) <= now then return {'unavailable', 'off duty (no heartbeat)'} end
 if v[1] ~= 'ready' then return {'unavailable', (string.gsub(v[1], '_', ' '))} end
 if num(v[4]) > 0 then return {'unavailable', 'busy with another contact'} end
-for i = 11, #ARGV, 2 do
-  redis.call('HSET', c, ARGV[i], ARGV[i + 1])
-end
+if #ARGV >= 11 then redis.call('HSET', c, unpack(ARGV, 11)) end
 redis.call('HSET', c, 'call_id', call, 'arrived_ms', now, 'ch', ch, 'group', group, 'min_score', 0,
   'steps', '', 'step', 0, 'status', 'new', 'attempt', 0)
 redis.call('EXPIRE', c, cfg.ttl)
+track_live(call)
 local offer = reserve(fm, call)
 local task = 'visit-' .. call
 redis.call('HSET', tkey(task), 'task_id', task, 'kind', 'visit', 'call_id', call, 'agent_id', fm,
