@@ -581,7 +581,7 @@ impl Routing {
         // What kind of contact this is. Without classification the contact
         // is routed on the selection's skill alone.
         let classification_share = self.budget.mul_f64(0.3);
-        let classification = match tokio::time::timeout(
+        let classify = tokio::time::timeout(
             classification_share,
             self.deps.classify(pb::ClassifyRequest {
                 profile: profile.clone(),
@@ -593,16 +593,43 @@ impl Routing {
                 text: req.text.clone(),
                 language_hint: req.language_hint.clone(),
             }),
-        )
-        .await
-        .unwrap_or_else(|_| Err("classification timed out".to_owned()))
-        {
-            Ok(c) => Some(c),
-            Err(reason) => {
-                degraded.push(reason);
-                None
+        );
+        // While classification runs, read the candidates of the group the
+        // selection alone gives: most contacts keep it (no VIP, dialect or
+        // risk refinement), and then the read costs no time. The list may
+        // be a little older, which is harmless: the reservation script
+        // re-checks every candidate atomically.
+        let (preferred, affinity, manager) = Self::preferences(profile.as_ref());
+        let mut extra: Vec<String> = preferred.clone();
+        extra.extend(affinity.iter().cloned());
+        extra.truncate(MAX_EXTRA_CANDIDATES);
+        let base = requirements::derive(&self.policy, selection, None);
+        let base_key = base.group.to_string();
+        let prefetch = async {
+            if selection.relationship && !manager.is_empty() {
+                return None;
             }
+            self.state
+                .candidates(
+                    &input.center,
+                    channel,
+                    &base_key,
+                    base.min_score,
+                    self.policy.max_candidates,
+                    &extra,
+                )
+                .await
+                .ok()
         };
+        let (classified, prefetched) = tokio::join!(classify, prefetch);
+        let classification =
+            match classified.unwrap_or_else(|_| Err("classification timed out".to_owned())) {
+                Ok(c) => Some(c),
+                Err(reason) => {
+                    degraded.push(reason);
+                    None
+                }
+            };
 
         let derived = requirements::derive(&self.policy, selection, classification.as_ref());
         let Derived {
@@ -613,7 +640,6 @@ impl Routing {
             ..
         } = &derived;
         let group_key = group.to_string();
-        let (preferred, affinity, manager) = Self::preferences(profile.as_ref());
         let tier = classification.as_ref().map(|c| c.tier).unwrap_or_default();
         let patience_s = classification.as_ref().map(|c| c.patience_s).unwrap_or(0);
         let mut pop = screen_pop(profile.as_ref(), classification.as_ref());
@@ -739,20 +765,21 @@ impl Routing {
         }
 
         if !routed {
-            let mut extra: Vec<String> = preferred.clone();
-            extra.extend(affinity.iter().cloned());
-            extra.truncate(MAX_EXTRA_CANDIDATES);
-            let candidates = self
-                .state
-                .candidates(
-                    &input.center,
-                    channel,
-                    &group_key,
-                    *min_score,
-                    self.policy.max_candidates,
-                    &extra,
-                )
-                .await?;
+            let candidates = match prefetched {
+                Some(c) if group_key == base_key && *min_score == base.min_score => c,
+                _ => {
+                    self.state
+                        .candidates(
+                            &input.center,
+                            channel,
+                            &group_key,
+                            *min_score,
+                            self.policy.max_candidates,
+                            &extra,
+                        )
+                        .await?
+                }
+            };
             let ctx = Context {
                 skill: group.skill.clone(),
                 dialect: derived.dialect.clone(),
