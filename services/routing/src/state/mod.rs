@@ -19,6 +19,8 @@
 //! - `due` sorted set: timers (offer expiry, widening, retry, wrap-up).
 //! - `history` stream: every reserve and release.
 //! - `task:<id>` hash and `tasks` sorted set: callbacks and visits.
+//! - `customer:<id>:live` set: the customer's live inbound contacts, so
+//!   RouteOutbound answers CUSTOMER_BUSY (expires after `busy_ttl_s`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
