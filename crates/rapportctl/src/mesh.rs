@@ -145,7 +145,17 @@ impl Mesh {
                 .await?,
             );
         }
-        let outreach = spawn_healthy(dir.path(), "outreach", &with(&[])).await?;
+        let routing_url = routing.first().map(Service::url).unwrap_or_default();
+        let outreach = spawn_healthy(
+            dir.path(),
+            "outreach",
+            &with(&[
+                ("RAPPORT_REDIS_URL", redis.url()),
+                ("RAPPORT_PROFILE_URL", profile_url.as_str()),
+                ("RAPPORT_ROUTING_URL", routing_url.as_str()),
+            ]),
+        )
+        .await?;
         let mesh = Self {
             redis,
             dir,
