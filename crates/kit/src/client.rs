@@ -6,13 +6,15 @@ use tonic::transport::Endpoint;
 
 use crate::authz::{Bearer, BearerLayer};
 use crate::observe::{Observe, ObserveLayer};
+use crate::resilience::{Breaker, BreakerConfig, BreakerLayer};
 use crate::security::Security;
 
 /// A channel to another Rapport service whose calls are traced (the W3C
 /// context is injected into the metadata), counted (`grpc_client_*`),
-/// carry the caller's remaining deadline and this service's own token, and
+/// carry the caller's remaining deadline and this service's own token, go
+/// through a circuit breaker (one per channel, shared by its clones), and
 /// use mTLS when configured.
-pub type Channel = Observe<Bearer<tonic::transport::Channel>>;
+pub type Channel = Observe<Breaker<Bearer<tonic::transport::Channel>>>;
 
 /// Failure to set up a client channel (a malformed URL).
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +28,30 @@ pub struct ClientError {
 
 /// A lazily connected channel: the service starts even when the dependency
 /// is not up yet, and each call reconnects as needed. `request_timeout`
-/// bounds every call made on the channel.
+/// bounds every call made on the channel. The circuit breaker has the
+/// default settings ([`BreakerConfig::default`]).
 pub fn channel(
     service: &'static str,
     url: &str,
     request_timeout: Duration,
     security: &Security,
+) -> Result<Channel, ClientError> {
+    channel_with(
+        service,
+        url,
+        request_timeout,
+        security,
+        BreakerConfig::default(),
+    )
+}
+
+/// [`channel`] with explicit circuit-breaker settings.
+pub fn channel_with(
+    service: &'static str,
+    url: &str,
+    request_timeout: Duration,
+    security: &Security,
+    breaker: BreakerConfig,
 ) -> Result<Channel, ClientError> {
     let fail = |source| ClientError {
         service,
@@ -57,6 +77,9 @@ pub fn channel(
         &BearerLayer::new(security.outgoing_token()),
         endpoint.connect_lazy(),
     );
+    // The breaker sits inside the observation, so a refused call is still
+    // counted (as UNAVAILABLE) and traced like any other.
+    let channel = tower::Layer::layer(&BreakerLayer::new(service, breaker), channel);
     Ok(tower::Layer::layer(&ObserveLayer::client(), channel))
 }
 

@@ -16,7 +16,9 @@
 //! - [`security`] and [`authz`]: mTLS (rustls, ring), bearer tokens mapped
 //!   to roles, and the per-RPC authorization table.
 //! - [`shutdown`]: SIGTERM/SIGINT as a future.
-//! - [`client`]: lazily connected channels to other services.
+//! - [`client`]: lazily connected channels to other services, each behind
+//!   a circuit breaker; [`resilience`]: the breaker and the budgeted
+//!   retries of idempotent reads.
 //! - [`phone`]: E.164 normalization (the `phonenumber` crate), one
 //!   implementation for every service.
 //! - [`validate`] and [`status`]: request validation that names the field,
@@ -30,6 +32,7 @@ pub mod config;
 pub mod deadline;
 pub mod observe;
 pub mod phone;
+pub mod resilience;
 pub mod security;
 pub mod server;
 pub mod shed;

@@ -1,10 +1,17 @@
 //! Clients for the services routing depends on: profile and classification.
 //! Failures are turned into a short reason so the contact can still be
 //! routed (degraded) instead of failing the IVR.
+//!
+//! Each channel has the kit's circuit breaker, so a dependency that keeps
+//! failing or hanging is refused at once and RouteCall degrades without
+//! waiting for its share of the budget. The idempotent reads (GetProfile,
+//! LookupByPhone, Classify) are retried on UNAVAILABLE within a retry
+//! budget; RecordContact is a write and is never retried here.
 
 use std::time::Duration;
 
 use rapport_kit::client::Channel;
+use rapport_kit::resilience::{Retries, RetryConfig, is_circuit_open};
 use rapport_proto::classification_service_client::ClassificationServiceClient;
 use rapport_proto::profile_service_client::ProfileServiceClient;
 use rapport_proto::{
@@ -27,6 +34,8 @@ pub enum Resolved {
 pub struct Deps {
     profile: ProfileServiceClient<Channel>,
     classification: ClassificationServiceClient<Channel>,
+    profile_reads: Retries,
+    classification_reads: Retries,
 }
 
 impl Deps {
@@ -42,24 +51,34 @@ impl Deps {
         Ok(Self {
             profile: ProfileServiceClient::new(profile),
             classification: ClassificationServiceClient::new(classification),
+            profile_reads: Retries::new("profile", RetryConfig::default()),
+            classification_reads: Retries::new("classification", RetryConfig::default()),
         })
     }
 
     /// Resolves a caller by customer id, else by E.164 phone.
     pub async fn resolve(&self, customer_id: Option<&str>, phone: Option<&str>) -> Resolved {
-        let mut client = self.profile.clone();
+        let client = self.profile.clone();
         let result = match (customer_id, phone) {
             (Some(id), _) => {
-                client
-                    .get_profile(GetProfileRequest {
-                        customer_id: id.to_owned(),
+                let request = GetProfileRequest {
+                    customer_id: id.to_owned(),
+                };
+                self.profile_reads
+                    .read(request, move |request| {
+                        let mut client = client.clone();
+                        async move { client.get_profile(request).await }
                     })
                     .await
             }
             (None, Some(phone)) => {
-                client
-                    .lookup_by_phone(LookupByPhoneRequest {
-                        phone: phone.to_owned(),
+                let request = LookupByPhoneRequest {
+                    phone: phone.to_owned(),
+                };
+                self.profile_reads
+                    .read(request, move |request| {
+                        let mut client = client.clone();
+                        async move { client.lookup_by_phone(request).await }
                     })
                     .await
             }
@@ -68,6 +87,11 @@ impl Deps {
         match result {
             Ok(view) => Resolved::Found(Box::new(view.into_inner())),
             Err(status) if status.code() == tonic::Code::NotFound => Resolved::Unknown,
+            Err(status) if is_circuit_open(&status) => {
+                // The breaker logged when it opened; one line per refused
+                // call would only repeat it.
+                Resolved::Failed(describe("profile", &status))
+            }
             Err(status) => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "profile lookup failed");
                 Resolved::Failed(describe("profile", &status))
@@ -77,9 +101,17 @@ impl Deps {
 
     /// Classifies a contact; the error is a short degraded reason.
     pub async fn classify(&self, request: ClassifyRequest) -> Result<Classification, String> {
-        let mut client = self.classification.clone();
-        match client.classify(request).await {
+        let client = self.classification.clone();
+        let result = self
+            .classification_reads
+            .read(request, move |request| {
+                let mut client = client.clone();
+                async move { client.classify(request).await }
+            })
+            .await;
+        match result {
             Ok(c) => Ok(c.into_inner()),
+            Err(status) if is_circuit_open(&status) => Err(describe("classification", &status)),
             Err(status) => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "classification failed");
                 Err(describe("classification", &status))
@@ -105,6 +137,9 @@ impl Deps {
 }
 
 fn describe(dependency: &str, status: &tonic::Status) -> String {
+    if is_circuit_open(status) {
+        return format!("{dependency} unavailable (circuit open)");
+    }
     match status.code() {
         tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => format!("{dependency} timed out"),
         tonic::Code::Unavailable => format!("{dependency} unavailable"),
