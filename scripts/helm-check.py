@@ -314,9 +314,13 @@ def consistency(name: str, docs: list[dict], accepted: dict[str, set[str]], otel
             labels = dep["spec"]["template"]["metadata"]["labels"]
             if any(labels.get(k) != v for k, v in sel.items()):
                 fail(f"{ident}: Service selector {sel} does not select the pods")
-        # routing's downstream addresses
-        if comp == "routing":
-            for var, target in [("RAPPORT_PROFILE_URL", "profile"), ("RAPPORT_CLASSIFICATION_URL", "classification")]:
+        # downstream addresses of routing and outreach
+        downstream = {
+            "routing": [("RAPPORT_PROFILE_URL", "profile"), ("RAPPORT_CLASSIFICATION_URL", "classification"), ("RAPPORT_OUTREACH_URL", "outreach")],
+            "outreach": [("RAPPORT_PROFILE_URL", "profile"), ("RAPPORT_ROUTING_URL", "routing")],
+        }
+        if comp in downstream:
+            for var, target in downstream[comp]:
                 url = env.get(var, {}).get("value", "")
                 m = re.fullmatch(r"(https?)://([a-z0-9-]+):(\d+)", url)
                 if not m:

@@ -87,15 +87,15 @@ async fn health_reflection_degradation_and_graceful_shutdown() {
         );
     }
 
-    // Outreach answers UNIMPLEMENTED until its issue lands, never a fake.
+    // Outreach asks profile about the customer: an unknown one is NOT_FOUND.
     let mut outreach = mesh.outreach_client().await.expect("client");
     let err = outreach
         .get_care_plan(pb::GetCarePlanRequest {
             customer_id: "C-1".into(),
         })
         .await
-        .expect_err("unimplemented");
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+        .expect_err("unknown customer");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
 
     // Classification goes down: routing still answers, marked degraded,
     // routing on the selection's skill alone.

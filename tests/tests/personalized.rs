@@ -279,6 +279,26 @@ async fn a_caller_whose_wait_exceeds_his_patience_takes_a_callback() {
         .into_inner();
     assert_eq!(listed.tasks.len(), 1);
 
+    // Routing handed the callback to the outreach scheduler, which plans it
+    // in the window he chose, at his tier's priority, for his phone.
+    let mut outreach = mesh.outreach_client().await.expect("outreach");
+    let plan = outreach
+        .get_care_plan(pb::GetCarePlanRequest {
+            customer_id: VIP_CUSTOMER.into(),
+        })
+        .await
+        .expect("care plan")
+        .into_inner();
+    let callback = plan
+        .tasks
+        .iter()
+        .find(|t| t.task_id == "cb:cb-1")
+        .unwrap_or_else(|| panic!("outreach has the callback: {plan:?}"));
+    assert_eq!(callback.kind, pb::CareTaskKind::Callback as i32);
+    assert_eq!(callback.window, Some(offer.windows[0]));
+    assert_eq!(callback.priority, 3, "VIP");
+    assert!(callback.reason.contains("cb-1"), "{}", callback.reason);
+
     // Another caller hangs up while waiting: the abandonment and its wait
     // reach his history (for patience learning).
     routing

@@ -130,32 +130,50 @@ impl Mesh {
         .await?;
         let classification = spawn_healthy(dir.path(), "classification", &with(&[])).await?;
         let (profile_url, classification_url) = (profile.url(), classification.url());
-        let mut routing = Vec::new();
-        for _ in 0..options.routing_replicas.max(1) {
-            routing.push(
-                spawn_healthy(
-                    dir.path(),
-                    "routing",
-                    &with(&[
-                        ("RAPPORT_REDIS_URL", redis.url()),
-                        ("RAPPORT_PROFILE_URL", profile_url.as_str()),
-                        ("RAPPORT_CLASSIFICATION_URL", classification_url.as_str()),
-                    ]),
-                )
-                .await?,
-            );
-        }
-        let routing_url = routing.first().map(Service::url).unwrap_or_default();
-        let outreach = spawn_healthy(
-            dir.path(),
-            "outreach",
-            &with(&[
-                ("RAPPORT_REDIS_URL", redis.url()),
-                ("RAPPORT_PROFILE_URL", profile_url.as_str()),
-                ("RAPPORT_ROUTING_URL", routing_url.as_str()),
-            ]),
-        )
-        .await?;
+        // Routing hands accepted callbacks to outreach and outreach reserves
+        // agents through routing, so outreach's address is chosen before
+        // routing starts. If another process takes it before outreach binds
+        // it, routing and outreach are started again on a fresh one.
+        let mut attempt = 0;
+        let (routing, outreach) = loop {
+            attempt += 1;
+            let outreach_addr = format!("127.0.0.1:{}", rapport_testkit::free_port());
+            let outreach_url = format!("http://{outreach_addr}");
+            let mut routing = Vec::new();
+            for _ in 0..options.routing_replicas.max(1) {
+                routing.push(
+                    spawn_healthy(
+                        dir.path(),
+                        "routing",
+                        &with(&[
+                            ("RAPPORT_REDIS_URL", redis.url()),
+                            ("RAPPORT_PROFILE_URL", profile_url.as_str()),
+                            ("RAPPORT_CLASSIFICATION_URL", classification_url.as_str()),
+                            ("RAPPORT_OUTREACH_URL", outreach_url.as_str()),
+                        ]),
+                    )
+                    .await?,
+                );
+            }
+            let routing_url = routing.first().map(Service::url).unwrap_or_default();
+            let mut outreach = spawn_at(
+                dir.path(),
+                "outreach",
+                &with(&[
+                    ("RAPPORT_REDIS_URL", redis.url()),
+                    ("RAPPORT_PROFILE_URL", profile_url.as_str()),
+                    ("RAPPORT_ROUTING_URL", routing_url.as_str()),
+                ]),
+                Some(outreach_addr),
+            )?;
+            match wait_serving(&mut outreach, Duration::from_secs(30)).await {
+                Ok(()) => break (routing, outreach),
+                Err(_) if attempt < 3 && outreach.log_text().contains("Address already in use") => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let mesh = Self {
             redis,
             dir,
@@ -249,8 +267,18 @@ pub fn spawn<K: AsRef<str>, V: AsRef<str>>(
     name: &'static str,
     env: &[(K, V)],
 ) -> anyhow::Result<Service> {
+    spawn_at(dir, name, env, None)
+}
+
+/// As [`spawn`], on the given gRPC address (`host:port`) when one is given.
+pub fn spawn_at<K: AsRef<str>, V: AsRef<str>>(
+    dir: &Path,
+    name: &'static str,
+    env: &[(K, V)],
+    addr: Option<String>,
+) -> anyhow::Result<Service> {
     let bin = workspace_binary(&format!("rapport-{name}"))?;
-    let addr = format!("127.0.0.1:{}", rapport_testkit::free_port());
+    let addr = addr.unwrap_or_else(|| format!("127.0.0.1:{}", rapport_testkit::free_port()));
     let admin = format!("127.0.0.1:{}", rapport_testkit::free_port());
     let log = dir.join(format!("{name}-{}.log", addr.replace([':', '.'], "_")));
     let file = std::fs::File::create(&log).context("failed to create a log file")?;

@@ -37,6 +37,12 @@ pub struct Config {
     )]
     pub classification_url: String,
 
+    /// Outreach scheduler address: accepted callbacks are handed to it to
+    /// be placed in the caller's window. Empty keeps them only in routing's
+    /// follow-up list (ListFollowUps), for a dialer of the center's own.
+    #[arg(long, env = "RAPPORT_OUTREACH_URL", default_value = "")]
+    pub outreach_url: String,
+
     /// Routing policy file (TOML); the built-in policy when absent.
     #[arg(long, env = "RAPPORT_ROUTING_POLICY")]
     pub policy: Option<PathBuf>,
@@ -85,6 +91,7 @@ impl Config {
             redis_url: redis_url.to_owned(),
             profile_url: profile_url.to_owned(),
             classification_url: classification_url.to_owned(),
+            outreach_url: String::new(),
             policy: None,
             default_center: "default".to_owned(),
             default_region: "CN".to_owned(),

@@ -15,6 +15,7 @@ mod config;
 mod deps;
 mod error;
 pub mod groups;
+pub mod handoff;
 mod metrics;
 pub mod policy;
 pub mod ranking;
@@ -43,6 +44,7 @@ pub struct App {
     server: GrpcServer,
     state: state::LiveState,
     sweep_interval: std::time::Duration,
+    outreach: Option<handoff::Outreach>,
 }
 
 impl App {
@@ -80,6 +82,18 @@ impl rapport_kit::Service for App {
             &security,
         )?;
         tracing::info!(policy = %policy.version, center = %config.default_center, "routing policy loaded");
+        let outreach = if config.outreach_url.trim().is_empty() {
+            None
+        } else {
+            Some(handoff::Outreach::new(rapport_kit::client::channel(
+                "outreach",
+                &config.outreach_url,
+                config
+                    .dependency_timeout
+                    .max(std::time::Duration::from_secs(1)),
+                &security,
+            )?))
+        };
         let sweeper_state = state.clone();
         let routing = service::Routing {
             state,
@@ -90,6 +104,7 @@ impl rapport_kit::Service for App {
             poll: std::time::Duration::from_millis(200),
             budget: config.route_budget,
             overflow_target: config.overflow_target.clone(),
+            outreach: outreach.clone(),
         };
         // Readiness: without Redis routing can only answer fallbacks, so it
         // is required; profile and classification only degrade decisions.
@@ -124,6 +139,7 @@ impl rapport_kit::Service for App {
             server,
             state: sweeper_state,
             sweep_interval: config.sweep_interval,
+            outreach,
         })
     }
 
@@ -131,6 +147,14 @@ impl rapport_kit::Service for App {
         let clock: sweeper::Clock = Arc::new(service::now_ms);
         // Gauges about every 5 s.
         let every = (5_000 / self.sweep_interval.as_millis().max(1)).max(1) as u32;
+        let handing = self.outreach.map(|outreach| {
+            tokio::spawn(handoff::run(
+                outreach,
+                self.state.clone(),
+                clock.clone(),
+                std::time::Duration::from_secs(1),
+            ))
+        });
         let sweeping = tokio::spawn(sweeper::run(
             self.state,
             clock,
@@ -140,6 +164,9 @@ impl rapport_kit::Service for App {
         ));
         let served = self.server.serve(shutdown).await;
         sweeping.abort();
+        if let Some(h) = handing {
+            h.abort();
+        }
         served
     }
 }

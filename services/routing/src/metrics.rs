@@ -23,6 +23,12 @@ pub(crate) fn callback_accepted() {
     metrics::counter!("rapport_routing_callbacks_accepted_total").increment(1);
 }
 
+/// One attempt to hand an accepted callback to the outreach scheduler, by
+/// result: scheduled, retry (outreach unreachable) or refused.
+pub(crate) fn callback_handoff(result: &'static str) {
+    metrics::counter!("rapport_routing_callback_handoffs_total", "result" => result).increment(1);
+}
+
 /// Queue length and oldest wait per requirement group (`<channel>:<group>`).
 pub(crate) fn queue_gauges(stats: &Stats, now_ms: i64) {
     for g in &stats.groups {

@@ -50,6 +50,9 @@ pub(crate) struct Routing {
     pub(crate) budget: Duration,
     /// Where contacts go when live state is unreachable.
     pub(crate) overflow_target: String,
+    /// The outreach scheduler that places accepted callbacks, when
+    /// configured.
+    pub(crate) outreach: Option<crate::handoff::Outreach>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -1074,6 +1077,7 @@ impl pb::routing_service_server::RoutingService for Routing {
                 (start, end),
                 priority(tier),
                 &phone,
+                self.outreach.is_some(),
                 now,
             )
             .await?;
@@ -1081,6 +1085,15 @@ impl pb::routing_service_server::RoutingService for Routing {
         if !already {
             metrics::callback_accepted();
             tracing::info!(call_id = %req.call_id, task_id = %task, "callback accepted");
+            // Hand it to outreach now; if that fails, the hand-over loop
+            // retries it (the task waits in the center's hand-over set).
+            if let Some(outreach) = &self.outreach {
+                if let Ok(Some(t)) = self.state.follow_up(&center, &task).await
+                    && let Err(e) = outreach.hand_over(&self.state, &center, &t, now).await
+                {
+                    tracing::warn!(error = %e, task_id = %task, "recording the callback hand-over failed; it will be retried");
+                }
+            }
             self.record_waiting_contact(
                 &call,
                 pb::ContactOutcome::Callback,

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use common::*;
 use rapport_proto::{AgentKind, ChannelCapacity};
 use rapport_routing::state::{
-    FieldPlacement, NewCall, OfferAnswer, Placement, Presence, StateError, Status, Target, Visit,
+    FieldPlacement, Handoff, NewCall, OfferAnswer, Placement, Presence, StateError, Status, Target,
+    Visit,
 };
 use rapport_testkit::redis::TestRedis;
 
@@ -511,7 +512,15 @@ async fn an_accepted_callback_leaves_the_queue_and_is_persisted() {
         Placement::Queued { .. }
     ));
     let (already, task) = state
-        .accept_callback(&c, "cb-1", (900_000, 2_700_000), 3, "+8613859200001", 20)
+        .accept_callback(
+            &c,
+            "cb-1",
+            (900_000, 2_700_000),
+            3,
+            "+8613859200001",
+            true,
+            20,
+        )
         .await
         .expect("callback");
     assert!(!already);
@@ -525,10 +534,63 @@ async fn an_accepted_callback_leaves_the_queue_and_is_persisted() {
         .expect("tasks");
     assert_eq!(tasks[0]["start_ms"], "900000");
     assert_eq!(tasks[0]["priority"], "3");
+    // It waits to be handed to the outreach scheduler; a failed hand-over
+    // retries later, a successful one ends the wait, once.
+    let pending = state.pending_handoffs(&c, 20, 10).await.expect("pending");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["task_id"], "cb-cb-1");
+    assert_eq!(pending[0]["phone"], "+8613859200001");
+    state
+        .handoff_result(&c, "cb-cb-1", Handoff::RetryAt(5_000), 20)
+        .await
+        .expect("retry");
+    assert!(
+        state
+            .pending_handoffs(&c, 4_999, 10)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    assert_eq!(
+        state
+            .pending_handoffs(&c, 5_000, 10)
+            .await
+            .expect("pending")
+            .len(),
+        1
+    );
+    state
+        .handoff_result(&c, "cb-cb-1", Handoff::Done, 5_000)
+        .await
+        .expect("done");
+    assert!(
+        state
+            .pending_handoffs(&c, i64::MAX / 2, 10)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    // A late retry of a finished hand-over does not bring it back.
+    state
+        .handoff_result(&c, "cb-cb-1", Handoff::RetryAt(6_000), 5_001)
+        .await
+        .expect("retry");
+    assert!(
+        state
+            .pending_handoffs(&c, i64::MAX / 2, 10)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    let tasks = state
+        .follow_ups(&c, Some("callback"), 10)
+        .await
+        .expect("tasks");
+    assert_eq!(tasks[0]["handed_ms"], "5000");
     // Idempotent; and an agent turning ready no longer sees it.
     assert!(
         state
-            .accept_callback(&c, "cb-1", (1, 2), 3, "", 21)
+            .accept_callback(&c, "cb-1", (1, 2), 3, "", true, 21)
             .await
             .expect("again")
             .0
@@ -541,7 +603,7 @@ async fn an_accepted_callback_leaves_the_queue_and_is_persisted() {
     // Only queued contacts can take a callback.
     route(&state, &c, "cb-2", "wealth", 5.0, 40).await;
     let err = state
-        .accept_callback(&c, "cb-2", (1, 2), 1, "", 41)
+        .accept_callback(&c, "cb-2", (1, 2), 1, "", true, 41)
         .await
         .unwrap_err();
     assert!(matches!(err, StateError::FailedPrecondition(_)), "{err:?}");
@@ -861,7 +923,7 @@ async fn outbound_refuses_a_customer_in_a_live_inbound_contact() {
         "in-3",
     );
     state
-        .accept_callback(&c, "in-3", (1, 2), 1, "", 32)
+        .accept_callback(&c, "in-3", (1, 2), 1, "", false, 32)
         .await
         .expect("callback");
     let free = state

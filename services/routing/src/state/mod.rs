@@ -61,6 +61,7 @@ static CANDIDATES: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/
 static OFFER: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/offer.lua")));
 static ABANDON: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/abandon.lua")));
 static CALLBACK: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/callback.lua")));
+static HANDOFF: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/handoff.lua")));
 static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/heartbeat.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/sweep.lua")));
 static AGENT: LazyLock<Script> = LazyLock::new(|| script(include_str!("lua/agent.lua")));
@@ -76,6 +77,17 @@ const CENTERS_KEY: &str = "rapport:centers";
 pub struct Center {
     id: String,
     prefix: String,
+}
+
+/// What became of handing a follow-up task to the outreach scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff<'a> {
+    /// Outreach has it.
+    Done,
+    /// Outreach was unreachable; try again at this time (ms).
+    RetryAt(i64),
+    /// Outreach refused it for good, for this reason.
+    Failed(&'a str),
 }
 
 impl Center {
@@ -953,6 +965,7 @@ impl LiveState {
         window: (i64, i64),
         priority: u32,
         phone: &str,
+        hand_off: bool,
         now_ms: i64,
     ) -> Result<(bool, String), StateError> {
         let mut inv = self.invoke(&CALLBACK, center, now_ms);
@@ -960,12 +973,77 @@ impl LiveState {
             .arg(window.0)
             .arg(window.1)
             .arg(priority)
-            .arg(phone);
+            .arg(phone)
+            .arg(if hand_off { "1" } else { "0" });
         let reply: Vec<String> = self.run("callback", call_id, &inv).await?;
         match reply.as_slice() {
             [tag, task] if tag == "ok" || tag == "already" => Ok((tag == "already", task.clone())),
             other => Err(script_error(other)),
         }
+    }
+
+    /// Follow-up tasks waiting to be handed to the outreach scheduler whose
+    /// next attempt is due, oldest first, at most `limit`.
+    pub async fn pending_handoffs(
+        &self,
+        center: &Center,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<HashMap<String, String>>, StateError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(format!("{}handoff", center.prefix))
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .instrument(span("pending_handoffs", ""))
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hgetall(center.task(id));
+        }
+        let tasks: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
+        Ok(tasks)
+    }
+
+    /// One follow-up task, `None` when it is unknown.
+    pub async fn follow_up(
+        &self,
+        center: &Center,
+        task_id: &str,
+    ) -> Result<Option<HashMap<String, String>>, StateError> {
+        let mut conn = self.conn.clone();
+        let task: HashMap<String, String> = conn
+            .hgetall(center.task(task_id))
+            .instrument(span("follow_up", ""))
+            .await?;
+        Ok((!task.is_empty()).then_some(task))
+    }
+
+    /// Records the outcome of one hand-over of a follow-up task.
+    pub async fn handoff_result(
+        &self,
+        center: &Center,
+        task_id: &str,
+        result: Handoff<'_>,
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        let mut inv = self.invoke(&HANDOFF, center, now_ms);
+        inv.arg(task_id);
+        match result {
+            Handoff::Done => inv.arg("done").arg(0).arg(""),
+            Handoff::RetryAt(at) => inv.arg("retry").arg(at).arg(""),
+            Handoff::Failed(reason) => inv.arg("failed").arg(0).arg(reason),
+        };
+        let _: i64 = self.run("handoff", "", &inv).await?;
+        Ok(())
     }
 
     /// Follow-up tasks (callbacks, visits), soonest first.

@@ -1,7 +1,9 @@
 -- The caller accepted a callback: the contact leaves its queue and a
 -- callback task is persisted (due at the window's start) for the outreach
 -- scheduler.
--- ARGV: 4 call id, 5 window start ms, 6 window end ms, 7 priority, 8 phone.
+-- ARGV: 4 call id, 5 window start ms, 6 window end ms, 7 priority, 8 phone,
+-- 9 '1' when the task is to be handed to the outreach scheduler (it then
+-- waits in `handoff` until outreach has it).
 local call = ARGV[4]
 local c = ckey(call)
 local v = redis.call('HMGET', c, 'status', 'arrived_ms')
@@ -20,4 +22,5 @@ redis.call('HSET', tkey(task), 'task_id', task, 'kind', 'callback', 'call_id', c
   'priority', ARGV[7], 'phone', ARGV[8], 'skill', redis.call('HGET', c, 'skill') or '',
   'ivr_selection', redis.call('HGET', c, 'ivr_selection') or '', 'created_ms', now)
 redis.call('ZADD', p .. 'tasks', ARGV[5], task)
+if ARGV[9] == '1' then redis.call('ZADD', p .. 'handoff', now, task) end
 return {'ok', task}
