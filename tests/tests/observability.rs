@@ -292,6 +292,56 @@ async fn one_route_call_is_one_trace_across_the_mesh() {
         profile_metrics.contains("rapport_profile_store_seconds"),
         "{profile_metrics}"
     );
+    // The domain families operators chart, on the service that owns each.
+    let domain = [
+        (&mesh.routing[0], "rapport_routing_decisions_total"),
+        (&mesh.routing[0], "rapport_routing_queue_length"),
+        (
+            &mesh.routing[0],
+            "rapport_routing_queue_oldest_wait_seconds",
+        ),
+        (&mesh.routing[0], "rapport_routing_agents"),
+        (&mesh.routing[0], "rapport_routing_offer_expiries_total"),
+        (&mesh.routing[0], "rapport_routing_callbacks_offered_total"),
+        (&mesh.routing[0], "rapport_routing_callbacks_accepted_total"),
+        (&mesh.classification, "rapport_classification_seconds"),
+        (&mesh.classification, "rapport_classification_flags_total"),
+        (&mesh.outreach, "rapport_outreach_tasks_claimed_total"),
+        (&mesh.outreach, "rapport_outreach_lease_expiries_total"),
+        (&mesh.outreach, "rapport_outreach_dial_redeliveries_total"),
+        (&mesh.outreach, "rapport_outreach_tasks_due"),
+    ];
+    for (service, family) in domain {
+        // Gauges per requirement group appear at the next refresh (every
+        // few seconds); give them up to 20 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let metrics = scrape(&service.admin).await;
+            if metrics.contains(family) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{}: no {family} in {metrics}",
+                service.name
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    // The routed call counts as one assigned decision.
+    let decisions = sample(
+        &after,
+        "rapport_routing_decisions_total",
+        &["outcome=\"assigned\""],
+    )
+    .unwrap_or(0.0);
+    let decisions_before = sample(
+        &before,
+        "rapport_routing_decisions_total",
+        &["outcome=\"assigned\""],
+    )
+    .unwrap_or(0.0);
+    assert_eq!(decisions, decisions_before + 1.0, "{after}");
 
     // The routed call's log line carries its trace id.
     let log = mesh.routing[0].log_text();

@@ -242,6 +242,48 @@ async fn soothing_follow_up_from_resolved_complaint_to_care_note() -> anyhow::Re
         .await?
         .into_inner();
     assert!(plan.tasks.iter().all(|t| t.task_id != task.task_id));
+
+    // The scheduler's metrics counted this care call.
+    let metrics = mesh.outreach.metrics().await?;
+    let value = |name: &str, label: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split([' ', '{']).next() == Some(name) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        value("rapport_outreach_tasks_claimed_total", "") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value(
+            "rapport_outreach_tasks_dispatched_total",
+            "kind=\"soothing_follow_up\""
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value("rapport_outreach_dial_deliveries_total", "") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value("rapport_outreach_dial_acks_total", "") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value("rapport_outreach_outcomes_total", "outcome=\"reached\"") >= 1.0,
+        "{metrics}"
+    );
+    for family in [
+        "rapport_outreach_lease_expiries_total",
+        "rapport_outreach_dial_redeliveries_total",
+        "rapport_outreach_tasks_due",
+        "rapport_outreach_dial_unacknowledged",
+    ] {
+        assert!(metrics.contains(family), "{family} missing: {metrics}");
+    }
     mesh.shutdown(Duration::from_secs(10));
     Ok(())
 }

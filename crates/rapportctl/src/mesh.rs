@@ -38,6 +38,26 @@ impl Service {
         format!("http://{}", self.addr)
     }
 
+    /// The Prometheus text of the service's admin `/metrics`.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = tokio::net::TcpStream::connect(&self.admin)
+            .await
+            .with_context(|| format!("failed to connect to {}", self.admin))?;
+        stream
+            .write_all(
+                format!(
+                    "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                    self.admin
+                )
+                .as_bytes(),
+            )
+            .await?;
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await?;
+        Ok(body)
+    }
+
     /// The service's log so far (JSON lines).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -111,6 +111,7 @@ impl rapport_kit::Service for App {
             .spawn(config.policy_poll)
             .context("cannot watch for SIGHUP")?;
 
+        service::register_metrics();
         let classifier = service::Classifier {
             policy: policy.clone(),
             max_text_bytes: config.max_text_bytes,

@@ -89,6 +89,17 @@ fn timed_classify(policy: &SharedPolicy, request: &pb::ClassifyRequest) -> pb::C
     c
 }
 
+/// Registers the flag counters of every kind at zero, so a dashboard shows
+/// a rate for each kind from the start rather than after the first flag.
+pub(crate) fn register_metrics() {
+    for kind in crate::policy::RISK_KINDS {
+        metrics::counter!("rapport_classification_flags_total", "kind" => risk_name(kind))
+            .increment(0);
+    }
+    metrics::counter!("rapport_classification_flags_total", "kind" => "moment_of_truth")
+        .increment(0);
+}
+
 /// Counts each risk flag and moment of truth raised — on a stream, only
 /// those not already raised in the previous emission, so a long call does
 /// not count one threat once per snippet.

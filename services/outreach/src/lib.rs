@@ -111,6 +111,7 @@ impl App {
             config.claim_interval,
             config.dispatch_concurrency,
         );
+        metrics::register();
         let stop = CancellationToken::new();
         let service = service::Outreach {
             engine: engine.clone(),
@@ -190,13 +191,13 @@ impl rapport_kit::Service for App {
 /// Refreshes the task gauges every few seconds.
 async fn gauges(engine: engine::Engine, stop: CancellationToken) {
     loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-        }
         match engine.store.counts(engine.clock.now_ms()).await {
             Ok(c) => metrics::gauges(&c),
             Err(e) => tracing::debug!(error = %e, "outreach gauges unavailable"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
         }
     }
 }

@@ -684,7 +684,12 @@ impl pb::outreach_service_server::OutreachService for Outreach {
                 )));
             }
         }
-        crate::metrics::outcome(outcome.as_str_name());
+        crate::metrics::outcome(
+            &outcome
+                .as_str_name()
+                .trim_start_matches("CARE_OUTCOME_")
+                .to_ascii_lowercase(),
+        );
         let next = self.engine.store.task(&stored.id).await?.map(|t| t.view());
         Ok(Response::new(pb::RecordOutcomeResponse { next }))
     }

@@ -94,6 +94,7 @@ impl rapport_kit::Service for App {
                 &security,
             )?))
         };
+        metrics::register();
         let sweeper_state = state.clone();
         let routing = service::Routing {
             state,

@@ -9,6 +9,19 @@ pub(crate) fn decision(outcome: &'static str) {
     metrics::counter!("rapport_routing_decisions_total", "outcome" => outcome).increment(1);
 }
 
+/// Registers the unlabelled families at zero, so dashboards and alerts see
+/// the series from the start rather than after the first event.
+pub(crate) fn register() {
+    for name in [
+        "rapport_routing_offer_expiries_total",
+        "rapport_routing_callbacks_offered_total",
+        "rapport_routing_callbacks_accepted_total",
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    agent_gauges(&std::collections::HashMap::new());
+}
+
 pub(crate) fn offer_expiries(n: u64) {
     if n > 0 {
         metrics::counter!("rapport_routing_offer_expiries_total").increment(n);

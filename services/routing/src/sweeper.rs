@@ -73,12 +73,13 @@ pub async fn run(
         if let Err(e) = sweep_once(&state, now).await {
             tracing::warn!(error = %e, "sweep failed; retrying on the next tick");
         }
-        ticks = ticks.wrapping_add(1);
+        // The gauges on the first tick, then every `gauges_every`.
         if gauges_every > 0
             && ticks.is_multiple_of(gauges_every)
             && let Err(e) = refresh_gauges(&state, now).await
         {
             tracing::warn!(error = %e, "refreshing the routing gauges failed");
         }
+        ticks = ticks.wrapping_add(1);
     }
 }
