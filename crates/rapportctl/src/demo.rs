@@ -213,7 +213,49 @@ async fn play(mesh: &Mesh) -> anyhow::Result<()> {
         );
     }
 
-    // 7. Bad input is refused with the field named, nothing written.
+    // 7. The outreach scheduler followed the profile changes and planned
+    //    his care contacts, each with its reason.
+    let mut outreach = mesh.outreach_client().await?;
+    println!("▶ Outreach: the care plan of 陈总, from his profile and the policy");
+    let mut plan = Vec::new();
+    for _ in 0..50 {
+        plan = outreach
+            .get_care_plan(pb::GetCarePlanRequest {
+                customer_id: VIP_CUSTOMER.into(),
+            })
+            .await?
+            .into_inner()
+            .tasks;
+        if !plan.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if plan.is_empty() {
+        println!("   nothing due for him under the current policy");
+    }
+    for task in &plan {
+        let due = task
+            .due_at
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        println!(
+            "   · {} due {due}: {}",
+            pb::CareTaskKind::try_from(task.kind)
+                .unwrap_or_default()
+                .as_str_name()
+                .trim_start_matches("CARE_TASK_KIND_")
+                .to_lowercase(),
+            task.reason
+        );
+        if !task.theme.is_empty() {
+            println!("     theme: {}", task.theme);
+        }
+    }
+    println!();
+
+    // 8. Bad input is refused with the field named, nothing written.
     println!("▶ The IVR sends a malformed caller number");
     let err = routing
         .route_call(pb::RouteCallRequest {
