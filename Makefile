@@ -24,6 +24,12 @@ test: ## Run every test (unit, Redis/SQL integration, end-to-end), hermetic
 	$(CARGO) test --workspace --no-fail-fast
 	@$(MAKE) --no-print-directory helm-check
 
+.PHONY: test-faults
+test-faults: ## The fault suite alone: slow/failing profile, routing SIGKILL, Redis restart, paused scheduler, circuit breaker
+	@scripts/ensure-deps.sh redis
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p rapport-e2e --test faults
+
 .PHONY: helm-check
 helm-check: ## Helm chart offline: lint, render, Kubernetes schemas, env/ports vs the binaries, bad values refused
 	$(CARGO) build --workspace --bins

@@ -18,7 +18,8 @@ pub struct TestRedis {
     url: String,
     port: u16,
     child: Option<Child>,
-    _dir: Option<tempfile::TempDir>,
+    dir: Option<tempfile::TempDir>,
+    persistent: bool,
 }
 
 impl TestRedis {
@@ -29,7 +30,8 @@ impl TestRedis {
                 url,
                 port: 0,
                 child: None,
-                _dir: None,
+                dir: None,
+                persistent: false,
             });
         }
         Self::spawn_on(crate::free_port())
@@ -38,10 +40,40 @@ impl TestRedis {
     /// Starts a private redis-server on the given port (used to restart one
     /// on the same address).
     pub fn spawn_on(port: u16) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("failed to create a temp dir for redis")?;
+        Self::spawn_in(port, dir, false)
+    }
+
+    /// Starts a private redis-server on a free port that writes every
+    /// change to an append-only file synced before each reply, so a
+    /// [`TestRedis::restart`] keeps every acknowledged write (as a
+    /// production Redis with AOF does). Always private: `TEST_REDIS_URL`
+    /// is ignored, because the test means to restart it.
+    pub fn start_persistent() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("failed to create a temp dir for redis")?;
+        Self::spawn_in(crate::free_port(), dir, true)
+    }
+
+    fn spawn_in(port: u16, dir: tempfile::TempDir, persistent: bool) -> anyhow::Result<Self> {
+        let child = Self::launch(port, dir.path(), persistent)?;
+        Ok(Self {
+            url: format!("redis://127.0.0.1:{port}/"),
+            port,
+            child: Some(child),
+            dir: Some(dir),
+            persistent,
+        })
+    }
+
+    fn launch(port: u16, dir: &Path, persistent: bool) -> anyhow::Result<Child> {
         let bin = which("redis-server").context(
             "redis-server not found: install it with `apt-get install redis-server` (or set TEST_REDIS_URL)",
         )?;
-        let dir = tempfile::tempdir().context("failed to create a temp dir for redis")?;
+        let (appendonly, fsync) = if persistent {
+            ("yes", "always")
+        } else {
+            ("no", "everysec")
+        };
         let mut cmd = Command::new(bin);
         cmd.args([
             "--port",
@@ -51,24 +83,44 @@ impl TestRedis {
             "--save",
             "",
             "--appendonly",
-            "no",
+            appendonly,
+            "--appendfsync",
+            fsync,
             "--daemonize",
             "no",
             "--protected-mode",
             "yes",
             "--dir",
         ])
-        .arg(dir.path())
+        .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
         let child = Child::spawn("redis-server", &mut cmd)?;
         wait_for_ping(port, Duration::from_secs(10))?;
-        Ok(Self {
-            url: format!("redis://127.0.0.1:{port}/"),
-            port,
-            child: Some(child),
-            _dir: Some(dir),
-        })
+        Ok(child)
+    }
+
+    /// Kills the private server (SIGKILL, as in a crash) and starts it
+    /// again on the same port and data directory after `down_for`. A
+    /// persistent server comes back with its data; another comes back
+    /// empty.
+    pub fn restart(&mut self, down_for: Duration) -> anyhow::Result<()> {
+        self.stop();
+        std::thread::sleep(down_for);
+        self.start_again()
+    }
+
+    /// Starts a stopped private server again, on the same port and data
+    /// directory.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        let dir = self
+            .dir
+            .as_ref()
+            .context("an external TEST_REDIS_URL server cannot be restarted")?;
+        if self.child.is_none() {
+            self.child = Some(Self::launch(self.port, dir.path(), self.persistent)?);
+        }
+        Ok(())
     }
 
     /// The connection URL.
