@@ -13,7 +13,9 @@ tokio::task_local! {
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit
 /// (H, M, S, m, u, n).
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    if value.len() < 2 || value.len() > 9 {
+    // Only ASCII can be valid, and checking first keeps the split below on
+    // a character boundary (a multi-byte last character would panic).
+    if value.len() < 2 || value.len() > 9 || !value.is_ascii() {
         return None;
     }
     let (digits, unit) = value.split_at(value.len() - 1);
@@ -94,6 +96,11 @@ mod tests {
         assert_eq!(parse_grpc_timeout("123456789m"), None, "at most 8 digits");
         assert_eq!(parse_grpc_timeout("5x"), None);
         assert_eq!(parse_grpc_timeout("m"), None);
+        assert_eq!(
+            parse_grpc_timeout("5®"),
+            None,
+            "non-ASCII is refused, not a panic"
+        );
         for d in [
             Duration::from_millis(250),
             Duration::from_secs(200),
