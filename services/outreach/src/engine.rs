@@ -23,8 +23,9 @@ use crate::clock::Clock;
 use crate::compliance::{self, CustomerFacts, Verdict};
 use crate::deps::Deps;
 use crate::metrics;
+use crate::plan::NextStep;
 use crate::policy::{CarePolicy, PolicyHandle};
-use crate::store::{Claimed, Dispatch, Dispatched, Store};
+use crate::store::{Claimed, Dispatch, Dispatched, OutcomeAction, Store, Stored};
 
 /// How long a task waits before another try when a dependency failed or
 /// nobody could take the call.
@@ -33,6 +34,8 @@ const RETRY_SOON: chrono::Duration = chrono::Duration::seconds(30);
 const CUSTOMER_BUSY_WAIT: chrono::Duration = chrono::Duration::minutes(5);
 /// Leases reaped per script call.
 const REAP_BATCH: usize = 500;
+/// Overdue dispatches handled per round.
+const OVERDUE_BATCH: usize = 100;
 
 /// Everything the loop needs. Cheap to clone.
 #[derive(Clone)]
@@ -146,6 +149,7 @@ impl Engine {
         let now = self.clock.now_ms();
         let reaped = self.store.reap(REAP_BATCH, now).await?;
         metrics::lease_expiries(reaped);
+        self.expire_outcomes(&policy).await?;
         let capacity = self.capacity(&policy).await;
         let batch = room
             .min(policy.dispatch.claim_batch.max(1) as usize)
@@ -199,6 +203,38 @@ impl Engine {
             return 0;
         }
         ready.saturating_sub(policy.blending.inbound_reserve_agents) as usize
+    }
+
+    /// Dispatched calls whose outcome never came (the dialer lost them
+    /// after acknowledging) count as not answered: each is retried with
+    /// its spacing up to its attempts, like a `NO_ANSWER` outcome, so a
+    /// customer's care never stops silently. Any replica may do this; the
+    /// outcome script's fence check makes it happen once.
+    pub async fn expire_outcomes(&self, policy: &CarePolicy) -> anyhow::Result<u64> {
+        let now = self.clock.now();
+        let timeout = i64::from(policy.dispatch.outcome_timeout_minutes.max(1)) * 60_000;
+        let ids = self
+            .store
+            .overdue(now.timestamp_millis() - timeout, OVERDUE_BATCH)
+            .await?;
+        let mut expired = 0;
+        for id in ids {
+            let Some(stored) = self.store.task(&id).await? else {
+                continue;
+            };
+            let (action, task) = after_outcome(policy, &stored, pb::CareOutcome::NoAnswer, now);
+            if self
+                .store
+                .outcome(&id, stored.fence, action, &task, now.timestamp_millis())
+                .await?
+                .is_ok()
+            {
+                tracing::warn!(task_id = %id, "no outcome reported for a dispatched care call; counted as not answered");
+                expired += 1;
+            }
+        }
+        metrics::outcome_timeouts(expired);
+        Ok(expired)
     }
 
     async fn renew_loop(self, stop: CancellationToken) {
@@ -427,6 +463,41 @@ impl Engine {
             Some(Dispatched::Stale) | None => Ok(Handled::Lost("stale".into())),
         }
     }
+}
+
+/// What an outcome does to a dispatched task (retry, re-arm the next
+/// periodic cycle, or finish), and the task as it is stored afterwards.
+pub(crate) fn after_outcome(
+    policy: &CarePolicy,
+    stored: &Stored,
+    outcome: pb::CareOutcome,
+    now: DateTime<Utc>,
+) -> (OutcomeAction, pb::CareTask) {
+    let progress = crate::plan::TaskProgress {
+        kind: pb::CareTaskKind::try_from(stored.task.kind).unwrap_or_default(),
+        need: pb::Need::try_from(stored.task.need)
+            .ok()
+            .filter(|n| *n != pb::Need::Unspecified),
+        attempt: stored.attempt + 1,
+        max_attempts: stored.meta.max_attempts,
+        retry_spacing: chrono::Duration::milliseconds(stored.meta.retry_spacing_ms),
+    };
+    let action = match crate::plan::after_outcome(policy, &progress, outcome, now) {
+        NextStep::Retry { at } => OutcomeAction::Retry {
+            due_ms: at.timestamp_millis(),
+        },
+        NextStep::Done {
+            next_periodic_due: Some(next),
+        } if stored.periodic => OutcomeAction::Rearm {
+            due_ms: next.timestamp_millis(),
+        },
+        NextStep::Done { .. } | NextStep::OptOut => OutcomeAction::Done,
+    };
+    let mut task = stored.task.clone();
+    if let OutcomeAction::Rearm { due_ms } | OutcomeAction::Retry { due_ms } = action {
+        task.due_at = Some(crate::store::timestamp(due_ms));
+    }
+    (action, task)
 }
 
 /// A stable metric label for a task kind.

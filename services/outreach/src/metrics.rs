@@ -16,6 +16,7 @@ pub(crate) fn register() {
         "rapport_outreach_dial_acks_total",
         "rapport_outreach_feed_changes_total",
         "rapport_outreach_rebuild_customers_total",
+        "rapport_outreach_outcome_timeouts_total",
     ] {
         metrics::counter!(name).increment(0);
     }
@@ -71,6 +72,12 @@ pub(crate) fn delivered(n: usize) {
 pub(crate) fn acked(n: u64) {
     if n > 0 {
         metrics::counter!("rapport_outreach_dial_acks_total").increment(n);
+    }
+}
+
+pub(crate) fn outcome_timeouts(n: u64) {
+    if n > 0 {
+        metrics::counter!("rapport_outreach_outcome_timeouts_total").increment(n);
     }
 }
 

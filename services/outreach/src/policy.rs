@@ -615,6 +615,10 @@ pub struct Dispatch {
     pub claim_batch: u32,
     /// Unacknowledged dial requests are redelivered after this long.
     pub redelivery_seconds: u32,
+    /// A dispatched care call with no outcome after this long (the dialer
+    /// lost it after acknowledging) counts as not answered: it is retried
+    /// with the task's spacing, so no customer's care stops silently.
+    pub outcome_timeout_minutes: u32,
 }
 
 impl Default for Dispatch {
@@ -623,6 +627,7 @@ impl Default for Dispatch {
             lease_seconds: 30,
             claim_batch: 100,
             redelivery_seconds: 60,
+            outcome_timeout_minutes: 120,
         }
     }
 }
@@ -971,6 +976,12 @@ impl Checker<'_> {
             "redelivery_seconds",
             p.dispatch.redelivery_seconds,
             86_400,
+        )?;
+        positive(
+            "dispatch",
+            "outcome_timeout_minutes",
+            p.dispatch.outcome_timeout_minutes,
+            7 * 24 * 60,
         )?;
         positive("forecast", "history_weeks", p.forecast.history_weeks, 520)?;
         positive(

@@ -13,10 +13,8 @@ use tonic::{Request, Response, Status};
 
 use crate::engine::Engine;
 use crate::error::dependency;
-use crate::plan::NextStep;
 use crate::store::{
-    CancelRefused, Meta, NewTask, OutcomeAction, OutcomeRefused, Source, TaskState, UpsertMode,
-    timestamp,
+    CancelRefused, Meta, NewTask, OutcomeRefused, Source, TaskState, UpsertMode, timestamp,
 };
 use crate::tasks;
 
@@ -627,31 +625,7 @@ impl pb::outreach_service_server::OutreachService for Outreach {
             }
         }
 
-        let progress = crate::plan::TaskProgress {
-            kind: pb::CareTaskKind::try_from(stored.task.kind).unwrap_or_default(),
-            need: pb::Need::try_from(stored.task.need)
-                .ok()
-                .filter(|n| *n != pb::Need::Unspecified),
-            attempt: stored.attempt + 1,
-            max_attempts: stored.meta.max_attempts,
-            retry_spacing: chrono::Duration::milliseconds(stored.meta.retry_spacing_ms),
-        };
-        let step = crate::plan::after_outcome(&policy, &progress, outcome, now);
-        let action = match step {
-            NextStep::Retry { at } => OutcomeAction::Retry {
-                due_ms: at.timestamp_millis(),
-            },
-            NextStep::Done {
-                next_periodic_due: Some(next),
-            } if stored.periodic => OutcomeAction::Rearm {
-                due_ms: next.timestamp_millis(),
-            },
-            NextStep::Done { .. } | NextStep::OptOut => OutcomeAction::Done,
-        };
-        let mut task = stored.task.clone();
-        if let OutcomeAction::Rearm { due_ms } | OutcomeAction::Retry { due_ms } = action {
-            task.due_at = Some(timestamp(due_ms));
-        }
+        let (action, task) = crate::engine::after_outcome(&policy, &stored, outcome, now);
         match self
             .engine
             .store

@@ -537,3 +537,82 @@ async fn cancel_erase_and_outcome_preconditions() {
     assert_eq!(out, vec![Dispatched::Stale]);
     assert!(s.cancel("missing", "x", T0).await.expect("cancel").is_err());
 }
+
+#[tokio::test]
+async fn a_dispatched_call_without_an_outcome_is_retried_after_the_timeout() {
+    use rapport_outreach::clock::ManualClock;
+    use rapport_outreach::engine::Engine;
+    use rapport_outreach::policy::{CarePolicy, PolicyHandle};
+
+    let redis = TestRedis::start().expect("redis");
+    let s = store(&redis).await;
+    let policy = CarePolicy::load(None).expect("default policy");
+    let timeout_ms = i64::from(policy.dispatch.outcome_timeout_minutes) * 60_000;
+    let clock = ManualClock::at(chrono::DateTime::from_timestamp_millis(T0).expect("t0"));
+    let deps = rapport_outreach::Deps::new(
+        "http://127.0.0.1:9",
+        "",
+        Duration::from_secs(1),
+        &rapport_kit::security::Security::insecure(),
+    )
+    .expect("deps");
+    let engine = Engine::new(
+        s.clone(),
+        deps,
+        PolicyHandle::new(policy.clone()),
+        clock.clock(),
+        "replica-a".into(),
+        "default".into(),
+        Duration::from_millis(50),
+        4,
+    );
+
+    let mut t = task("lost", "c1", T0, 1, false);
+    t.meta.retry_spacing_ms = 600_000;
+    s.upsert("c1", UpsertMode::Add, &[t], T0)
+        .await
+        .expect("upsert");
+    let claimed = s.claim("a", 10, LEASE, T0).await.expect("claim").remove(0);
+    let sent = s
+        .dispatch(&[dispatch_of(&claimed)], 0, Duration::from_secs(1), T0)
+        .await
+        .expect("dispatch");
+    assert!(matches!(sent[0], Dispatched::Published(_)));
+
+    // Before the timeout nothing happens: the dialer may still report.
+    clock.advance(chrono::Duration::milliseconds(timeout_ms - 1_000));
+    assert_eq!(engine.expire_outcomes(&policy).await.expect("expire"), 0);
+    assert_eq!(
+        s.task("lost").await.expect("task").expect("exists").state,
+        TaskState::Dispatched
+    );
+
+    // After it the call counts as not answered: the next attempt is
+    // planned with the task's spacing, and the old token is now stale.
+    clock.advance(chrono::Duration::milliseconds(2_000));
+    let now = T0 + timeout_ms + 1_000;
+    assert_eq!(engine.expire_outcomes(&policy).await.expect("expire"), 1);
+    let retried = s.task("lost").await.expect("task").expect("exists");
+    assert_eq!(retried.state, TaskState::Pending);
+    assert_eq!(retried.attempt, 1);
+    assert_eq!(retried.due_ms, now + 600_000);
+    assert_eq!(
+        engine.expire_outcomes(&policy).await.expect("expire"),
+        0,
+        "once"
+    );
+    let late = s
+        .outcome(
+            "lost",
+            claimed.fence,
+            OutcomeAction::Done,
+            &claimed.task,
+            now,
+        )
+        .await
+        .expect("outcome");
+    assert!(
+        late.is_err(),
+        "a late outcome for the expired dispatch is refused"
+    );
+}

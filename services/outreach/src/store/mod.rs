@@ -13,6 +13,8 @@
 //!   lease, attempt, cycle, the encoded `CareTask`, JSON meta).
 //! - `due:<0..=3>` sorted sets: pending tasks by due time, one per priority.
 //! - `leases` sorted set: claimed tasks by lease expiry.
+//! - `dispatched` sorted set: dispatched tasks by dispatch time (overdue
+//!   outcomes).
 //! - `fence` counter: fencing tokens.
 //! - `cust:<customer>` set: a customer's task ids.
 //! - `sent:<customer>` sorted set: recent care dispatches (frequency cap).
@@ -485,6 +487,22 @@ impl Store {
         let mut inv = self.invoke(&REAP, now_ms);
         inv.arg(batch);
         self.run(&inv).await
+    }
+
+    /// Dispatched tasks whose dispatch is older than `before_ms` (their
+    /// outcome is overdue), oldest first, at most `limit`.
+    pub async fn overdue(&self, before_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        Ok(redis::cmd("ZRANGE")
+            .arg(self.key("dispatched"))
+            .arg("-inf")
+            .arg(before_ms)
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?)
     }
 
     /// Extends the leases of held tasks; returns the ids no longer held.

@@ -29,6 +29,7 @@ for i = 0, n - 1 do
       redis.call('HSET', k, 'state', 'dispatched', 'delivery', res, 'agent', agent,
         'dispatched_at', now, 'idem', idem)
       redis.call('ZREM', LEASES, id)
+      redis.call('ZADD', SENT, now, id)
       if capped == '1' then
         redis.call('ZADD', sk, now, idem)
         redis.call('PEXPIRE', sk, window)

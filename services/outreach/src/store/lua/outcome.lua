@@ -11,6 +11,7 @@ if not v[1] then return 'missing' end
 if v[1] ~= 'dispatched' then return 'state:' .. v[1] end
 if v[2] ~= f then return 'fence' end
 local pr = clamp(v[3])
+redis.call('ZREM', SENT, id)
 if action == 'retry' then
   redis.call('HSET', k, 'state', 'pending', 'due', due, 'attempt', num(v[4]) + 1,
     'data', data, 'skip', '', 'agent', '', 'delivery', '')

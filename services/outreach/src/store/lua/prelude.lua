@@ -16,6 +16,9 @@ local now = tonumber(ARGV[2])
 local LEASES = p .. 'leases'
 local FENCE = p .. 'fence'
 local DIAL = p .. 'dial'
+-- Dispatched tasks by dispatch time, so calls whose outcome never came
+-- are found without a scan.
+local SENT = p .. 'dispatched'
 local MAXP = 3
 -- Finished tasks stay readable (and one-shot tasks stay finished, so a
 -- rebuild does not plan them again) for this long.
