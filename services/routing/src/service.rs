@@ -1087,12 +1087,11 @@ impl pb::routing_service_server::RoutingService for Routing {
             tracing::info!(call_id = %req.call_id, task_id = %task, "callback accepted");
             // Hand it to outreach now; if that fails, the hand-over loop
             // retries it (the task waits in the center's hand-over set).
-            if let Some(outreach) = &self.outreach {
-                if let Ok(Some(t)) = self.state.follow_up(&center, &task).await
-                    && let Err(e) = outreach.hand_over(&self.state, &center, &t, now).await
-                {
-                    tracing::warn!(error = %e, task_id = %task, "recording the callback hand-over failed; it will be retried");
-                }
+            if let Some(outreach) = &self.outreach
+                && let Ok(Some(t)) = self.state.follow_up(&center, &task).await
+                && let Err(e) = outreach.hand_over(&self.state, &center, &t, now).await
+            {
+                tracing::warn!(error = %e, task_id = %task, "recording the callback hand-over failed; it will be retried");
             }
             self.record_waiting_contact(
                 &call,

@@ -958,6 +958,7 @@ impl LiveState {
 
     /// The caller accepted a callback in a window; persists the callback
     /// task. Returns (already accepted, task id).
+    #[allow(clippy::too_many_arguments)]
     pub async fn accept_callback(
         &self,
         center: &Center,
