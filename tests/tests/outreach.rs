@@ -287,3 +287,102 @@ async fn soothing_follow_up_from_resolved_complaint_to_care_note() -> anyhow::Re
     mesh.shutdown(Duration::from_secs(10));
     Ok(())
 }
+
+/// A callback accepted while the outreach scheduler is down is not lost:
+/// routing keeps it in its hand-over set and hands it over once outreach
+/// is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_accepted_while_outreach_is_down_reaches_it_later() -> anyhow::Result<()> {
+    let mut mesh = Mesh::start(MeshOptions::default()).await?;
+    let mut routing = mesh.routing_client(0).await?;
+    let mut profile = mesh.profile_client().await?;
+    profile
+        .upsert_customer(pb::UpsertCustomerRequest {
+            customer: Some(pb::Customer {
+                customer_id: "cb-cust".into(),
+                name: "Callback Customer".into(),
+                time_zone: daytime_zone(),
+                phones: vec![pb::Phone {
+                    number: "+8613800138777".into(),
+                    label: "mobile".into(),
+                }],
+                ..Default::default()
+            }),
+        })
+        .await?;
+    // Nobody is logged in, so the caller queues.
+    let decision = routing
+        .route_call(rapportctl::scenario::route_request(
+            "down-1",
+            "+8613800138777",
+            "cards",
+        ))
+        .await?
+        .into_inner();
+    assert!(
+        decision.outcome == pb::RouteOutcome::Queued as i32
+            || decision.outcome == pb::RouteOutcome::CallbackOffered as i32,
+        "{decision:?}"
+    );
+
+    mesh.outreach
+        .child
+        .signal(nix::sys::signal::Signal::SIGKILL)?;
+    let _ = mesh.outreach.child.wait();
+    let now = chrono::Utc::now();
+    routing
+        .accept_callback(pb::AcceptCallbackRequest {
+            call_id: "down-1".into(),
+            window: Some(pb::TimeRange {
+                start: Some(ts(now + chrono::Duration::minutes(10))),
+                end: Some(ts(now + chrono::Duration::minutes(70))),
+            }),
+            ..Default::default()
+        })
+        .await?;
+
+    // Outreach comes back on the same address; the hand-over loop delivers.
+    let env = [
+        ("RAPPORT_REDIS_URL", mesh.redis.url().to_owned()),
+        ("RAPPORT_PROFILE_URL", mesh.profile.url()),
+        ("RAPPORT_ROUTING_URL", mesh.routing[0].url()),
+    ];
+    let mut restarted = rapportctl::mesh::spawn_at(
+        mesh.dir.path(),
+        "outreach",
+        &env,
+        Some(mesh.outreach.addr.clone()),
+    )?;
+    rapportctl::mesh::wait_serving(&mut restarted, Duration::from_secs(30)).await?;
+    mesh.outreach = restarted;
+    let mut outreach = mesh.outreach_client().await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let plan = outreach
+            .get_care_plan(pb::GetCarePlanRequest {
+                customer_id: "cb-cust".into(),
+            })
+            .await?
+            .into_inner();
+        if let Some(task) = plan.tasks.iter().find(|t| t.task_id == "cb:down-1") {
+            assert_eq!(task.kind, pb::CareTaskKind::Callback as i32);
+            break;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the callback never reached outreach; routing log:\n{}",
+            mesh.routing[0].log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let follow_ups = routing
+        .list_follow_ups(pb::ListFollowUpsRequest {
+            kind: "callback".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(follow_ups.tasks.len(), 1);
+    mesh.shutdown(Duration::from_secs(10));
+    Ok(())
+}
