@@ -5,10 +5,14 @@
 //! temporary directories (or use `TEST_REDIS_URL` / `TEST_POSTGRES_URL` when
 //! set, isolating each test by key prefix or database), and
 //! [`process::Child`] runs the real service binaries, killing them on drop.
+//! [`proptest`] is re-exported, so every crate that has the testkit as a
+//! dev-dependency can write property tests with the workspace's version.
 
 pub mod postgres;
 pub mod process;
 pub mod redis;
+
+pub use proptest;
 
 use std::net::TcpListener;
 

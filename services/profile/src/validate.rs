@@ -1109,3 +1109,468 @@ mod tests {
         assert!(t(i64::MAX).is_err());
     }
 }
+
+/// Property tests: every validator here takes arbitrary wire input without
+/// panicking, accepts exactly what it documents, and the page and resume
+/// tokens it issues parse back to what they encode. (cargo-fuzz needs a
+/// nightly toolchain; these properties stand in for fuzz targets.)
+#[cfg(test)]
+mod properties {
+    use rapport_testkit::proptest::prelude::*;
+    use rapport_testkit::proptest::{collection::vec, option, sample};
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_750_000_000, 0).expect("valid")
+    }
+
+    /// Arbitrary text, biased towards what the validators look at.
+    fn field() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-z_\\-]{0,40}",
+            "[A-Za-z0-9 .:_\\-]{0,80}",
+            "[a-z ]{190,210}",
+            Just(String::new()),
+            Just("a\0b".to_owned()),
+        ]
+    }
+
+    fn timestamp_pb() -> impl Strategy<Value = prost_types::Timestamp> {
+        prop_oneof![
+            (any::<i64>(), any::<i32>()),
+            (1_600_000_000i64..1_760_000_000, 0i32..1_000_000_000),
+            (-2_300_000_000i64..-2_200_000_000, -5i32..5),
+            (253_402_300_000i64..253_402_400_000, 0i32..2),
+        ]
+        .prop_map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos })
+    }
+
+    fn enum_raw() -> impl Strategy<Value = i32> {
+        prop_oneof![0i32..12, any::<i32>()]
+    }
+
+    fn phone_pb() -> impl Strategy<Value = pb::Phone> {
+        (
+            prop_oneof![
+                "1[3-9][0-9]{9}",
+                "\\+86 1[3-9][0-9] [0-9]{4} [0-9]{4}",
+                "[0-9 +()\\-]{0,45}",
+                any::<String>(),
+            ],
+            field(),
+        )
+            .prop_map(|(number, label)| pb::Phone { number, label })
+    }
+
+    fn tag_pb() -> impl Strategy<Value = pb::CommunicationTag> {
+        (enum_raw(), field(), field(), option::of(timestamp_pb())).prop_map(
+            |(kind, text, author, expires_at)| pb::CommunicationTag {
+                kind,
+                text,
+                author,
+                expires_at,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn window_pb() -> impl Strategy<Value = pb::ContactWindow> {
+        (
+            vec(enum_raw(), 0..9),
+            prop_oneof![0u32..1500, any::<u32>()],
+            prop_oneof![0u32..1500, any::<u32>()],
+        )
+            .prop_map(|(days, start_minute, end_minute)| pb::ContactWindow {
+                days,
+                start_minute,
+                end_minute,
+            })
+    }
+
+    fn zone() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            sample::select(
+                chrono_tz::TZ_VARIANTS
+                    .iter()
+                    .map(|z| z.name().to_owned())
+                    .collect::<Vec<_>>()
+            ),
+            field(),
+        ]
+    }
+
+    /// Mostly a valid value, sometimes anything: about a third of the
+    /// generated customers pass every check, so both the refusals and the
+    /// accepted results are exercised.
+    fn mostly<T: std::fmt::Debug>(
+        good: impl Strategy<Value = T> + 'static,
+        bad: impl Strategy<Value = T> + 'static,
+    ) -> BoxedStrategy<T> {
+        prop_oneof![19 => good, 1 => bad].boxed()
+    }
+
+    fn text_of(max: usize) -> BoxedStrategy<String> {
+        let pattern = format!("[A-Za-z ]{{0,{}}}", max.min(30));
+        let good = rapport_testkit::proptest::string::string_regex(&pattern).expect("a regex");
+        mostly(good, field())
+    }
+
+    fn good_tag() -> impl Strategy<Value = pb::CommunicationTag> {
+        (
+            1i32..=5,
+            "[a-z]{1,20}",
+            option::of(1_760_000_000i64..1_900_000_000),
+        )
+            .prop_map(|(kind, text, expires)| pb::CommunicationTag {
+                kind,
+                text,
+                expires_at: expires.map(|seconds| prost_types::Timestamp { seconds, nanos: 0 }),
+                ..Default::default()
+            })
+    }
+
+    fn good_window() -> impl Strategy<Value = pb::ContactWindow> {
+        (vec(1i32..=7, 0..4), 0u32..1439)
+            .prop_flat_map(|(days, start)| (Just(days), Just(start), start + 1..=MINUTES_PER_DAY))
+            .prop_map(|(days, start_minute, end_minute)| pb::ContactWindow {
+                days,
+                start_minute,
+                end_minute,
+            })
+    }
+
+    prop_compose! {
+        fn customer_pb()(
+            ids in (field(), "[A-Za-z0-9_.:\\-]{1,64}", prop_oneof![9 => Just(true), 1 => Just(false)]),
+            texts in (
+                text_of(max::NAME), text_of(max::FORM_OF_ADDRESS), text_of(max::LOCALE),
+                text_of(max::PLACE), text_of(max::PLACE), text_of(max::AGE_BAND),
+                text_of(max::OCCUPATION), text_of(max::SEGMENT),
+            ),
+            speech in (mostly("[a-z]{0,8}", field()), mostly("[a-z]{0,8}", field())),
+            zone in mostly(zone(), field()),
+            amounts in (
+                mostly(0i64..1_000_000_000, any::<i64>()),
+                mostly(0i64..1_000_000_000, any::<i64>()),
+                0i64..i64::MAX,
+            ),
+            needs in mostly(
+                vec((1i32..=6, 0.0f64..=1.0), 0..2),
+                vec((enum_raw(), any::<f64>()), 0..8),
+            ),
+            followers in mostly(0u64..1_000_000, any::<u64>()),
+            phones in mostly(
+                vec(("1[358][0-9]{9}", "[a-z]{0,10}").prop_map(|(number, label)| pb::Phone { number, label }), 0..3),
+                vec(phone_pb(), 0..12),
+            ),
+            tags in mostly(vec(good_tag(), 0..3), vec(tag_pb(), 0..4)),
+            prefs in option::of((
+                mostly("[a-z0-9]{0,10}", field()),
+                mostly("[a-z0-9]{0,10}", field()),
+                mostly(0i32..=4, enum_raw()),
+                mostly(vec(good_window(), 0..3), vec(window_pb(), 0..4)),
+                mostly("[a-z]{0,5}", field()),
+            )),
+            consent in option::of((
+                any::<bool>(),
+                any::<bool>(),
+                text_of(max::DNC_SOURCE),
+                mostly(option::of(1_600_000_000i64..1_700_000_000).prop_map(|s| s.map(|seconds| prost_types::Timestamp { seconds, nanos: 0 })), option::of(timestamp_pb())),
+            )),
+        ) -> pb::Customer {
+            let (raw_id, good_id, use_good) = ids;
+            let (name, form_of_address, locale, region, city, age_band, occupation, segment) = texts;
+            pb::Customer {
+                customer_id: if use_good { good_id } else { raw_id },
+                name,
+                form_of_address,
+                locale,
+                language: speech.0,
+                dialect: speech.1,
+                region,
+                city,
+                time_zone: zone,
+                age_band,
+                occupation,
+                assets: amounts.0,
+                contribution: amounts.1,
+                potential_value: amounts.2,
+                segment,
+                declared_needs: needs
+                    .into_iter()
+                    .map(|(need, weight)| pb::NeedWeight { need, weight })
+                    .collect(),
+                public_influence: Some(pb::PublicInfluence {
+                    social_followers: followers,
+                    ..Default::default()
+                }),
+                phones,
+                tags,
+                preferences: prefs.map(|(agent, manager, channel, contact_windows, language)| {
+                    pb::Preferences {
+                        preferred_agent_id: agent,
+                        dedicated_field_manager_id: manager,
+                        preferred_channel: channel,
+                        contact_windows,
+                        language,
+                    }
+                }),
+                consent: consent.map(|(care_calls, do_not_call, source, at)| pb::Consent {
+                    care_calls,
+                    do_not_call,
+                    do_not_call_source: source,
+                    do_not_call_at: at,
+                }),
+                ..Default::default()
+            }
+        }
+    }
+
+    #[test]
+    fn the_customer_generator_reaches_both_outcomes() {
+        use rapport_testkit::proptest::strategy::ValueTree as _;
+        use rapport_testkit::proptest::test_runner::TestRunner;
+        let mut runner = TestRunner::deterministic();
+        let strategy = customer_pb();
+        let accepted = (0..400)
+            .filter(|_| {
+                let c = strategy.new_tree(&mut runner).expect("tree").current();
+                customer(Some(&c), Region::CN, now()).is_ok()
+            })
+            .count();
+        assert!((40..=360).contains(&accepted), "{accepted} of 400 accepted");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn customers_never_panic_and_accepted_ones_are_clean(c in customer_pb()) {
+            let Ok(input) = customer(Some(&c), Region::CN, now()) else {
+                return Ok(());
+            };
+            prop_assert!(v::id("id", &input.customer_id).is_ok());
+            prop_assert!(input.name.chars().count() <= max::NAME && !input.name.contains('\0'));
+            prop_assert!(input.time_zone.is_empty() || input.time_zone.parse::<chrono_tz::Tz>().is_ok());
+            prop_assert!(input.assets >= 0 && input.contribution >= 0);
+            prop_assert!(input.phones.len() <= max::PHONES);
+            let mut seen = std::collections::HashSet::new();
+            for p in &input.phones {
+                prop_assert!(p.number.as_str().starts_with('+'));
+                prop_assert!(seen.insert(p.number.clone()), "phones are unique");
+            }
+            for w in &input.preferences.contact_windows {
+                prop_assert!(w.start_minute < w.end_minute && w.end_minute <= MINUTES_PER_DAY);
+                prop_assert!(w.days.windows(2).all(|d| d[0] < d[1]), "days sorted, no repeats");
+            }
+            if let Some(tags) = &input.tags {
+                prop_assert!(tags.iter().all(|t| t.expires_at.is_none_or(|at| at > now())));
+            }
+        }
+
+        #[test]
+        fn updates_never_panic_and_patch_only_what_the_mask_names(
+            c in customer_pb(),
+            paths in vec(prop_oneof![
+                sample::select(vec![
+                    "name", "time_zone", "phones", "tags", "preferences", "consent",
+                    "preferences.contact_windows", "consent.do_not_call_at", "public_influence",
+                    "declared_needs", "assets",
+                ]).prop_map(str::to_owned),
+                field(),
+            ], 0..4),
+            version in prop_oneof![any::<i64>(), 1i64..5],
+        ) {
+            let request = pb::UpdateCustomerRequest {
+                customer: Some(c),
+                update_mask: Some(prost_types::FieldMask { paths: paths.clone() }),
+                expected_version: version,
+            };
+            if let Ok(patch) = update(&request, Region::CN, now()) {
+                prop_assert!(version >= 1 && !paths.is_empty());
+                for field in &patch.fields {
+                    prop_assert!(paths.iter().any(|p| CustomerField::selected_by(p).contains(field)));
+                }
+            }
+        }
+
+        #[test]
+        fn contacts_never_panic_and_accepted_ones_are_in_range(
+            id in prop_oneof![field(), "[a-z0-9\\-]{1,20}"],
+            channel in enum_raw(),
+            direction in enum_raw(),
+            started_at in option::of(timestamp_pb()),
+            ivr in field(),
+            agent in field(),
+            outcome in enum_raw(),
+            csat in prop_oneof![0u32..7, any::<u32>()],
+            notes in field(),
+        ) {
+            let record = pb::ContactRecord {
+                contact_id: id,
+                channel,
+                direction,
+                started_at,
+                ivr_selection: ivr,
+                agent_id: agent,
+                outcome,
+                csat,
+                notes,
+                ..Default::default()
+            };
+            if let Ok(c) = contact(Some(&record), now()) {
+                prop_assert!(c.csat.is_none_or(|s| (1..=5).contains(&s)));
+                prop_assert_eq!(c.csat.is_none(), csat == 0);
+                prop_assert!(c.started_at <= now() + MAX_CLOCK_SKEW);
+                prop_assert!(c.notes.chars().count() <= max::NOTES);
+            }
+        }
+
+        #[test]
+        fn windows_are_accepted_exactly_when_within_one_day(w in window_pb()) {
+            let days_ok = w.days.iter().all(|d| *d != 0 && pb::Weekday::try_from(*d).is_ok());
+            let expected = days_ok
+                && w.start_minute < MINUTES_PER_DAY
+                && w.end_minute <= MINUTES_PER_DAY
+                && w.end_minute > w.start_minute;
+            prop_assert_eq!(contact_window("w", &w).is_ok(), expected, "{:?}", w);
+        }
+
+        #[test]
+        fn time_zones_are_accepted_exactly_when_iana(value in zone()) {
+            prop_assert_eq!(
+                time_zone("time_zone", &value).is_ok(),
+                value.is_empty() || value.parse::<chrono_tz::Tz>().is_ok()
+            );
+        }
+
+        #[test]
+        fn timestamps_are_accepted_exactly_in_years_1900_to_9999(ts in timestamp_pb()) {
+            if let Ok(t) = timestamp("at", &ts) {
+                prop_assert!((1900..=9999).contains(&chrono::Datelike::year(&t)));
+                prop_assert_eq!(t.timestamp(), ts.seconds);
+            }
+        }
+
+        #[test]
+        fn page_tokens_round_trip(
+            micros in -2_208_988_800_000_000i64..253_402_300_799_000_000,
+            id in "[A-Za-z0-9_.:\\-]{1,64}",
+        ) {
+            let started_at = DateTime::from_timestamp_micros(micros).expect("in range");
+            let c = contact(
+                Some(&pb::ContactRecord {
+                    contact_id: id.clone(),
+                    channel: pb::Channel::Voice as i32,
+                    direction: pb::Direction::Inbound as i32,
+                    started_at: Some(prost_types::Timestamp { seconds: 0, nanos: 0 }),
+                    ..Default::default()
+                }),
+                now(),
+            )
+            .expect("valid contact");
+            let c = Contact { started_at, ..c };
+            let cursor = contact_cursor(&contact_token(&c)).expect("issued token").expect("some");
+            prop_assert_eq!(cursor.started_at, started_at);
+            prop_assert_eq!(&cursor.contact_id, &id);
+            prop_assert_eq!(customer_cursor(&customer_token(&id)), Ok(Some(id)));
+        }
+
+        #[test]
+        fn foreign_tokens_never_panic(token in prop_oneof![
+            any::<String>(),
+            "[0-9a-f]{0,80}",
+            "[0-9a-fA-FxX]{0,9}",
+        ]) {
+            let _ = contact_cursor(&token);
+            let _ = customer_cursor(&token);
+            if let Ok(n) = resume_token(&token) {
+                prop_assert!(n >= 0);
+            }
+        }
+
+        #[test]
+        fn resume_tokens_round_trip(n in 0i64..i64::MAX) {
+            prop_assert_eq!(resume_token(&n.to_string()), Ok(n));
+        }
+
+        #[test]
+        fn page_sizes_and_batches_are_bounded(value in prop_oneof![0u32..1100, any::<u32>()]) {
+            match page_size(value) {
+                Ok(size) => prop_assert!((1..=max::PAGE_SIZE).contains(&size)),
+                Err(_) => prop_assert!(value > max::PAGE_SIZE),
+            }
+            match export_batch(value) {
+                Ok(size) => prop_assert!((1..=max::EXPORT_BATCH).contains(&size)),
+                Err(_) => prop_assert!(value > max::EXPORT_BATCH),
+            }
+        }
+
+        #[test]
+        fn notes_events_exposures_searches_and_lookups_never_panic(
+            texts in vec(field(), 6),
+            topics in vec(field(), 0..24),
+            tags in vec(tag_pb(), 0..3),
+            at in option::of(timestamp_pb()),
+            raws in vec(enum_raw(), 4),
+            phone in phone_pb(),
+        ) {
+            let _ = care_note(
+                Some(&pb::CareNote {
+                    note_id: texts[0].clone(),
+                    customer_id: texts[1].clone(),
+                    contact_id: texts[2].clone(),
+                    author: texts[3].clone(),
+                    text: texts[4].clone(),
+                    topics,
+                    added_tags: tags.clone(),
+                    ..Default::default()
+                }),
+                now(),
+            );
+            let _ = event(
+                Some(&pb::CustomerEvent {
+                    event_id: texts[0].clone(),
+                    kind: texts[5].clone(),
+                    detail: texts[4].clone(),
+                    occurred_at: at,
+                }),
+                now(),
+            );
+            let _ = exposure(
+                Some(&pb::CampaignExposure {
+                    campaign_id: texts[1].clone(),
+                    title: texts[2].clone(),
+                    channel: raws[0],
+                    sent_at: at,
+                }),
+                now(),
+            );
+            let _ = search(&pb::SearchCustomersRequest {
+                segment: texts[3].clone(),
+                need: raws[1],
+                tag_kind: raws[2],
+                tier: raws[3],
+                ..Default::default()
+            });
+            let _ = new_tags(&tags, now());
+            let _ = lookup_phone(&phone.number, Region::CN);
+            let _ = customer_id(&texts[0]);
+            let _ = tag_id(&texts[1]);
+        }
+    }
+
+    #[test]
+    fn every_iana_zone_is_accepted() {
+        for zone in chrono_tz::TZ_VARIANTS {
+            assert!(
+                time_zone("time_zone", zone.name()).is_ok(),
+                "{}",
+                zone.name()
+            );
+        }
+    }
+}
