@@ -448,3 +448,165 @@ async fn the_change_feed_plans_a_soothing_follow_up_and_opt_out_sets_do_not_call
     assert!(!consent.care_calls);
     h.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecast_listing_and_cancellation_over_grpc() {
+    let mut h = start(monday(15), false).await;
+    h.customer("c-fc", "Asia/Shanghai", &[]).await;
+    // Three Tuesdays at 10:00 Shanghai (02:00 UTC) in the weeks before.
+    for (i, day) in [3, 10, 17].iter().enumerate() {
+        let at = Utc
+            .with_ymd_and_hms(2026, 2, *day, 2, 0, 0)
+            .single()
+            .expect("valid");
+        h.profile
+            .record_contact(pb::RecordContactRequest {
+                customer_id: "c-fc".into(),
+                contact: Some(pb::ContactRecord {
+                    contact_id: format!("in-{i}"),
+                    channel: pb::Channel::Voice as i32,
+                    direction: pb::Direction::Inbound as i32,
+                    started_at: Some(ts(at)),
+                    handle_s: 180,
+                    outcome: pb::ContactOutcome::Resolved as i32,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("contact");
+    }
+    h.outreach
+        .rebuild_due_index(pb::RebuildDueIndexRequest {})
+        .await
+        .expect("rebuilds");
+    let forecast = h
+        .outreach
+        .get_forecast(pb::GetForecastRequest::default())
+        .await
+        .expect("forecast")
+        .into_inner();
+    assert_eq!(forecast.hours.len(), 168);
+    let tuesday_10 = forecast
+        .hours
+        .iter()
+        .find(|f| f.day == 2 && f.hour == 10)
+        .expect("tuesday 10:00");
+    // Three contacts over the eight weeks the forecast averages.
+    assert!(
+        (tuesday_10.expected_contacts - 3.0 / 8.0).abs() < 1e-9,
+        "{tuesday_10:?}"
+    );
+    assert!(tuesday_10.agents_needed >= 1, "{tuesday_10:?}");
+    let quiet = forecast
+        .hours
+        .iter()
+        .find(|f| f.day == 2 && f.hour == 3)
+        .expect("tuesday 03:00");
+    assert_eq!(quiet.expected_contacts, 0.0);
+    assert_eq!(quiet.agents_needed, 0);
+    let err = h
+        .outreach
+        .get_forecast(pb::GetForecastRequest {
+            target_service_level: 1.5,
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad level");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("target_service_level"),
+        "{}",
+        err.message()
+    );
+
+    // Three manual tasks due now, listed two per page with a cursor (the
+    // loop may already have deferred them to 08:00 local: still listed
+    // before a week from now).
+    let week_later = monday(15) + chrono::Duration::days(7);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let t = h
+            .outreach
+            .schedule_care(pb::ScheduleCareRequest {
+                customer_id: "c-fc".into(),
+                reason: format!("listing {i}"),
+                request_id: format!("list-{i}"),
+                ..Default::default()
+            })
+            .await
+            .expect("scheduled")
+            .into_inner();
+        ids.push(t.task_id);
+    }
+    let first = h
+        .outreach
+        .list_due(pb::ListDueRequest {
+            page_size: 2,
+            before: Some(ts(week_later)),
+            ..Default::default()
+        })
+        .await
+        .expect("page 1")
+        .into_inner();
+    assert_eq!(first.tasks.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    let second = h
+        .outreach
+        .list_due(pb::ListDueRequest {
+            page_size: 2,
+            before: Some(ts(week_later)),
+            page_token: first.next_page_token.clone(),
+        })
+        .await
+        .expect("page 2")
+        .into_inner();
+    let listed: Vec<String> = first
+        .tasks
+        .iter()
+        .chain(&second.tasks)
+        .map(|t| t.task_id.clone())
+        .filter(|id| id.starts_with("manual:list-"))
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let err = h
+        .outreach
+        .list_due(pb::ListDueRequest {
+            page_size: 5000,
+            ..Default::default()
+        })
+        .await
+        .expect_err("page too large");
+    assert!(err.message().contains("page_size"), "{}", err.message());
+
+    // Cancelling one takes it out of the plan; an unknown id is NOT_FOUND.
+    let cancelled = h
+        .outreach
+        .cancel_care(pb::CancelCareRequest {
+            task_id: ids[0].clone(),
+            reason: "customer asked".into(),
+        })
+        .await
+        .expect("cancelled")
+        .into_inner();
+    assert_eq!(cancelled.state, pb::CareTaskState::Cancelled as i32);
+    let plan = h
+        .outreach
+        .get_care_plan(pb::GetCarePlanRequest {
+            customer_id: "c-fc".into(),
+        })
+        .await
+        .expect("plan")
+        .into_inner();
+    assert!(plan.tasks.iter().all(|t| t.task_id != ids[0]));
+    assert!(plan.tasks.iter().any(|t| t.task_id == ids[1]));
+    let err = h
+        .outreach
+        .cancel_care(pb::CancelCareRequest {
+            task_id: "manual:nope".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), Code::NotFound);
+    h.stop();
+}
