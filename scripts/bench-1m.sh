@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The outreach scheduler's benchmark figures, each beside a floor measured in
-# the same run (see README "Benchmarks"):
+# The figures at a million customers, each beside a floor measured in the
+# same run (see README "Benchmarks"):
 #   1. bulk import of N customers x C contacts into SQLite (`rapportctl import`),
+#   1b. GetProfile / LookupByPhone point reads on that database (the
+#      profile-bench example), beside `SELECT 1` on the same pool,
 #   2. the due-index rebuild of those N customers: the real profile binary
 #      streams ExportProfiles, the real outreach binary plans every customer
 #      and writes the index into a private redis-server (the figure is read
@@ -11,20 +13,23 @@
 #      through the real scripts (the claim_bench example), beside a bare Redis
 #      list queue.
 # Everything runs on loopback, on private ports, in a temp dir, and is
-# stopped at the end. Usage: scripts/bench-outreach.sh [customers] [contacts]
-# Writes bench/results/outreach.md.
+# stopped at the end. Usage: scripts/bench-1m.sh [customers] [contacts]
+# (`make bench-1m`). Writes bench/results/1m.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 customers=${1:-1000000}
 contacts=${2:-20}
 bin=${CARGO_TARGET_DIR:-target}/release
-out=bench/results/outreach.md
+out=bench/results/1m.md
 for b in rapportctl rapport-profile rapport-outreach; do
   [ -x "$bin/$b" ] || { echo "build first: cargo build --release --workspace --bins --examples" >&2; exit 1; }
 done
-example=$(ls -t "$bin"/examples/claim_bench 2>/dev/null | head -1 || true)
-[ -n "$example" ] || { echo "build first: cargo build --release -p rapport-outreach --examples" >&2; exit 1; }
+example=$bin/examples/claim_bench
+reads=$bin/examples/profile-bench
+for e in "$example" "$reads"; do
+  [ -x "$e" ] || { echo "build first: cargo build --release --workspace --bins --examples" >&2; exit 1; }
+done
 
 work=$(mktemp -d)
 pids=()
@@ -49,6 +54,10 @@ t0=$(now)
 t1=$(now)
 import_s=$(python3 -c "print(round($t1-$t0,1))")
 echo "   $import_s s"
+
+echo "== point reads on $customers profiles"
+"$reads" --database-url "$db" --customers "$customers" --export-batch 0 >"$work/reads.md"
+cat "$work/reads.md"
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
@@ -94,7 +103,7 @@ echo "   $rate tasks/s (floor $floor/s)"
 
 mkdir -p bench/results
 {
-  echo "# Outreach benchmark"
+  echo "# A million customers: import, point reads, due-index rebuild, care-task claims"
   echo
   echo "Machine: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) · $(date -u '+%Y-%m-%d %H:%M UTC') · load average at end $(cut -d' ' -f1-3 /proc/loadavg) · everything on this machine"
   echo
@@ -103,5 +112,9 @@ mkdir -p bench/results
   echo "| import $customers customers x $contacts contacts ($size JSONL) into SQLite | $import_s s | | ≤ 120 s for 1M x 20 |"
   echo "| due-index rebuild of $rebuilt customers ($tasks tasks) from profile's ExportProfiles | $rebuild_s s | redis SET pipelined: $set_rps rps | ≤ 60 s for 1M |"
   echo "| no-op care tasks claimed + dispatched + acknowledged, 2 replicas | $rate /s | bare Redis list queue push+pop: $floor /s | ≥ 25,000 /s |"
+  echo
+  echo "Point reads on the imported database (profile store, SQLite; target GetProfile p99 ≤ 2 ms; floor: \`SELECT 1\` on the same pool):"
+  echo
+  cat "$work/reads.md"
 } >"$out"
 cat "$out"
