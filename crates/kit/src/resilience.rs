@@ -623,6 +623,33 @@ mod tests {
         assert_eq!(breaker.state(), CircuitState::Open);
     }
 
+    /// The gauge of one breaker's service, rendered as Prometheus text.
+    fn gauge(handle: &metrics_exporter_prometheus::PrometheusHandle) -> f64 {
+        handle
+            .render()
+            .lines()
+            .find(|l| l.starts_with("rapport_client_circuit_open{service=\"gauged\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gauge_follows_the_circuit() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let breaker = metrics::with_local_recorder(&recorder, || {
+            let breaker = CircuitBreaker::new("gauged", config());
+            fail(&breaker, 3);
+            breaker
+        });
+        assert_eq!(gauge(&handle), 1.0, "open");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let probe = metrics::with_local_recorder(&recorder, || breaker.admit().expect("probe"));
+        assert_eq!(gauge(&handle), 1.0, "half-open still counts as open");
+        metrics::with_local_recorder(&recorder, || probe.success());
+        assert_eq!(gauge(&handle), 0.0, "closed");
+    }
+
     /// A tower service answering with the given gRPC status codes in turn
     /// (OK = a normal response), counting calls.
     #[derive(Clone)]
