@@ -13,7 +13,8 @@
 #      through the real scripts (the claim_bench example), beside a bare Redis
 #      list queue.
 # Everything runs on loopback, on private ports, in a temp dir, and is
-# stopped at the end. Usage: scripts/bench-1m.sh [customers] [contacts]
+# stopped at the end (KEEP=1 keeps the work dir for profiling).
+# Usage: scripts/bench-1m.sh [customers] [contacts]
 # (`make bench-1m`). Writes bench/results/1m.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +37,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -81,7 +82,7 @@ env RAPPORT_LISTEN="127.0.0.1:$(free_port)" RAPPORT_ADMIN_LISTEN="127.0.0.1:$(fr
 pids+=($!)
 line=""
 for _ in $(seq 600); do
-  line=$(grep -m1 'due index rebuilt' "$work/outreach.log" || true)
+  line=$(grep -m1 'due index rebuilt' "$work/outreach.log" 2>/dev/null || true)
   [ -n "$line" ] && break
   sleep 0.5
 done
@@ -90,7 +91,7 @@ rebuild_s=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['se
 tasks=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['tasks_created'])" "$line")
 rebuilt=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['customers'])" "$line")
 echo "   $rebuilt customers, $tasks tasks in $rebuild_s s"
-set_rps=$(redis-benchmark -p "$redis_port" -t set -n 200000 -P 16 -q 2>/dev/null | awk '/SET/ {print $2; exit}')
+set_rps=$(redis-benchmark -p "$redis_port" -t set -n 200000 -P 16 --csv 2>/dev/null | awk -F'"' '$2 == "SET" {printf "%.0f", $4; exit}')
 for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 wait 2>/dev/null || true
 pids=()

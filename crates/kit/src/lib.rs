@@ -25,6 +25,7 @@
 //!   and opaque internal errors that are logged with their cause chain.
 //! - [`main`]: the few lines every service binary runs.
 
+mod alloc;
 pub mod admin;
 pub mod authz;
 pub mod client;

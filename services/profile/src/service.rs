@@ -21,6 +21,8 @@ use rapport_kit::phone::Region;
 
 /// Changes read from the outbox per query of a WatchChanges stream.
 const CHANGE_BATCH: u32 = 500;
+/// Export pages loaded at the same time, each on its own connection.
+const EXPORT_PAGES_IN_FLIGHT: usize = 2;
 /// How often an idle WatchChanges stream looks for changes written by
 /// other replicas (its own replica's writes wake it at once).
 const CHANGE_POLL: Duration = Duration::from_millis(200);
@@ -312,32 +314,57 @@ impl<S: Store + Clone> pb::profile_service_server::ProfileService for ProfileApi
     ) -> Result<Response<Self::ExportProfilesStream>, Status> {
         let batch = validate::export_batch(request.get_ref().batch_size)?;
         let store = self.store.clone();
-        // Two batches in flight at most: the store reads the next page
-        // while the client drains this one, and a slow client slows the
-        // reads instead of filling memory.
+        // Pages are found by a walk over the id index (cheap) and loaded
+        // EXPORT_PAGES_IN_FLIGHT at a time on separate connections, then
+        // sent in order: loading a page is most of the cost, and one at a
+        // time left a core idle. The channel holds two pages, so a slow
+        // client slows the reads instead of filling memory.
         let (tx, rx) = tokio::sync::mpsc::channel(2 * batch as usize);
         tokio::spawn(async move {
-            let mut after: Option<String> = None;
+            // The start of the next page to find; `None` once the last
+            // page (everything after its start, so customers inserted
+            // meanwhile are not missed) is on its way.
+            let mut next: Option<Option<String>> = Some(None);
+            let mut loading = std::collections::VecDeque::new();
             loop {
-                let page = match store
-                    .export_profiles(after.as_deref(), batch, Utc::now())
-                    .await
+                while loading.len() < EXPORT_PAGES_IN_FLIGHT
+                    && let Some(after) = next.take()
                 {
-                    Ok(page) => page,
-                    Err(e) => {
+                    let through = match store.page_end(after.as_deref(), batch).await {
+                        Ok(end) => end,
+                        Err(e) => {
+                            let _ = tx.send(Err(Status::from(e))).await;
+                            return;
+                        }
+                    };
+                    next = through.clone().map(Some);
+                    let store = store.clone();
+                    loading.push_back(tokio::spawn(async move {
+                        store
+                            .export_range(after.as_deref(), through.as_deref(), Utc::now())
+                            .await
+                    }));
+                }
+                let Some(load) = loading.pop_front() else {
+                    return;
+                };
+                let page = match load.await {
+                    Ok(Ok(page)) => page,
+                    Ok(Err(e)) => {
                         let _ = tx.send(Err(Status::from(e))).await;
                         return;
                     }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(rapport_kit::status::internal("export page failed", &e)))
+                            .await;
+                        return;
+                    }
                 };
-                let last_page = page.len() < batch as usize;
-                after = page.last().map(|p| p.customer.customer_id.clone());
                 for profile in page {
                     if tx.send(Ok(convert::profile(profile))).await.is_err() {
                         return; // The client went away.
                     }
-                }
-                if last_page {
-                    return;
                 }
             }
         });

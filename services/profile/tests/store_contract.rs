@@ -57,6 +57,7 @@ contract_suite!(
     update_patches_only_the_masked_fields,
     concurrent_updates_with_one_expected_version_let_exactly_one_win,
     contacts_are_listed_newest_first_with_stable_cursors,
+    export_ranges_from_page_ends_miss_no_one_inserted_meanwhile,
     care_notes_add_their_tags_once,
     preferences_and_consent_are_replaced_and_bump_the_version,
     search_by_segment_need_tag_kind_and_tier_pages_by_id,
@@ -1274,6 +1275,47 @@ mod cases {
             after = seen.last().cloned();
         }
         assert_eq!(seen, ["X-0", "X-1", "X-2", "X-3", "X-4", "X-5", "X-6"]);
+    }
+
+    pub async fn export_ranges_from_page_ends_miss_no_one_inserted_meanwhile<S: Store>(
+        store: &S,
+    ) {
+        for i in [0, 2, 4, 6, 8] {
+            let mut c = reference(&format!("R-{i}"), "13800138000");
+            c.phones.clear();
+            store.upsert_customer(&c, now()).await.expect("upsert");
+        }
+        // Pages of 2: R-0..R-2, then R-4..R-6, then the rest.
+        assert_eq!(
+            store.page_end(None, 2).await.expect("end").as_deref(),
+            Some("R-2")
+        );
+        assert_eq!(
+            store.page_end(Some("R-2"), 2).await.expect("end").as_deref(),
+            Some("R-6")
+        );
+        assert_eq!(store.page_end(Some("R-6"), 2).await.expect("end"), None);
+        assert_eq!(store.page_end(Some("R-8"), 1).await.expect("end"), None);
+        // Customers written between finding a page's end and loading it
+        // land in their page (a bounded range has no row limit), and the
+        // last range takes everything after its start.
+        for i in [1, 5, 9] {
+            let mut c = reference(&format!("R-{i}"), "13800138000");
+            c.phones.clear();
+            store.upsert_customer(&c, now()).await.expect("upsert");
+        }
+        let ids = |page: Vec<rapport_profile::model::Profile>| -> Vec<String> {
+            page.into_iter().map(|p| p.customer.customer_id).collect()
+        };
+        let first = store.export_range(None, Some("R-2"), now()).await.expect("range");
+        let second = store
+            .export_range(Some("R-2"), Some("R-6"), now())
+            .await
+            .expect("range");
+        let last = store.export_range(Some("R-6"), None, now()).await.expect("range");
+        assert_eq!(ids(first), ["R-0", "R-1", "R-2"]);
+        assert_eq!(ids(second), ["R-4", "R-5", "R-6"]);
+        assert_eq!(ids(last), ["R-8", "R-9"]);
     }
 
     pub async fn the_change_feed_records_every_kind_in_commit_order<S: Store>(store: &S) {

@@ -170,6 +170,26 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<Profile>, StoreError>> + Send;
 
+    /// Every profile with a customer id above `after` and, when given, at
+    /// most `through` (one snapshot). With [`Store::page_end`] it lets an
+    /// export load several pages at once without missing a customer
+    /// inserted meanwhile.
+    fn export_range(
+        &self,
+        after: Option<&str>,
+        through: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Profile>, StoreError>> + Send;
+
+    /// The id of the `limit`-th customer after `after` (the last id of the
+    /// export page that starts there), or `None` when fewer remain. A walk
+    /// over the id index only, so pages can be loaded concurrently.
+    fn page_end(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
     /// Up to `limit` changes with ids above `after`, oldest first;
     /// [`StoreError::ChangesPruned`] when changes above `after` (non-zero)
     /// were already pruned.
@@ -568,6 +588,19 @@ impl Store for Backend {
         now: DateTime<Utc>,
     ) -> Result<Vec<Profile>, StoreError> {
         dispatch!(self.export_profiles(after, limit, now))
+    }
+
+    async fn export_range(
+        &self,
+        after: Option<&str>,
+        through: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Profile>, StoreError> {
+        dispatch!(self.export_range(after, through, now))
+    }
+
+    async fn page_end(&self, after: Option<&str>, limit: u32) -> Result<Option<String>, StoreError> {
+        dispatch!(self.page_end(after, limit))
     }
 
     async fn changes_after(&self, after: i64, limit: u32) -> Result<Vec<Change>, StoreError> {

@@ -569,6 +569,43 @@ macro_rules! sql_store {
                 Ok(profiles)
             }
 
+            async fn export_range(
+                &self,
+                after: Option<&str>,
+                through: Option<&str>,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<Profile>, StoreError> {
+                let mut tx = self.begin_read().await?;
+                let profiles = load_profiles(
+                    &mut tx,
+                    Select::Range {
+                        after: after.unwrap_or(""),
+                        through,
+                    },
+                    now,
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(profiles)
+            }
+
+            async fn page_end(
+                &self,
+                after: Option<&str>,
+                limit: u32,
+            ) -> Result<Option<String>, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                let end: Option<String> = sqlx::query_scalar(
+                    "SELECT customer_id FROM customers WHERE customer_id > $1 \
+                     ORDER BY customer_id LIMIT 1 OFFSET $2",
+                )
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit.max(1)) - 1)
+                .fetch_optional(&mut *conn)
+                .await?;
+                Ok(end)
+            }
+
             async fn changes_after(
                 &self,
                 after: i64,
@@ -997,6 +1034,9 @@ macro_rules! sql_store {
             Phone(&'a str),
             /// Up to `limit` customers with ids above `after`, by id.
             Page { after: &'a str, limit: u32 },
+            /// Every customer with an id above `after` and, when given, at
+            /// most `through`, by id.
+            Range { after: &'a str, through: Option<&'a str> },
         }
 
         /// The customer columns `customer_from_row` reads, the maintained
@@ -1080,6 +1120,28 @@ macro_rules! sql_store {
                     )
                     .bind(after)
                     .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+                Select::Range { after, through: Some(through) } => {
+                    sqlx::query(
+                        &[
+                            CUSTOMER_SELECT,
+                            "WHERE c.customer_id > $1 AND c.customer_id <= $2 \
+                             ORDER BY c.customer_id",
+                        ]
+                        .concat(),
+                    )
+                    .bind(after)
+                    .bind(through)
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+                Select::Range { after, through: None } => {
+                    sqlx::query(
+                        &[CUSTOMER_SELECT, "WHERE c.customer_id > $1 ORDER BY c.customer_id"].concat(),
+                    )
+                    .bind(after)
                     .fetch_all(&mut *conn)
                     .await?
                 }
