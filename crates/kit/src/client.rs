@@ -26,6 +26,11 @@ pub struct ClientError {
     source: tonic::transport::Error,
 }
 
+/// HTTP/2 flow-control window per stream a client grants its server.
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+/// HTTP/2 flow-control window per connection.
+const CONNECTION_WINDOW: u32 = 8 * 1024 * 1024;
+
 /// A lazily connected channel: the service starts even when the dependency
 /// is not up yet, and each call reconnects as needed. `request_timeout`
 /// bounds every call made on the channel. The circuit breaker has the
@@ -72,7 +77,13 @@ pub fn channel_with(
         .timeout(request_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        // Streams such as ExportProfiles send many messages back to back;
+        // HTTP/2's default 64 KiB window makes the sender wait for window
+        // updates every few dozen profiles. Larger windows cost nothing on
+        // the small unary calls.
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW));
     let channel = tower::Layer::layer(
         &BearerLayer::new(security.outgoing_token()),
         endpoint.connect_lazy(),

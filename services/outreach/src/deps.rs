@@ -123,7 +123,11 @@ impl Deps {
     ) -> Result<tonic::Streaming<pb::ProfileView>, Status> {
         let mut client = self.streams.clone();
         Ok(client
-            .export_profiles(pb::ExportProfilesRequest { batch_size })
+            // The rebuild reads no routing evidence (waits, affinity).
+            .export_profiles(pb::ExportProfilesRequest {
+                batch_size,
+                lean: true,
+            })
             .await?
             .into_inner())
     }

@@ -313,6 +313,11 @@ impl<S: Store + Clone> pb::profile_service_server::ProfileService for ProfileApi
         request: Request<pb::ExportProfilesRequest>,
     ) -> Result<Response<Self::ExportProfilesStream>, Status> {
         let batch = validate::export_batch(request.get_ref().batch_size)?;
+        let parts = if request.get_ref().lean {
+            crate::store::SummaryParts::Lean
+        } else {
+            crate::store::SummaryParts::Full
+        };
         let store = self.store.clone();
         // Pages are found by a walk over the id index (cheap) and loaded
         // EXPORT_PAGES_IN_FLIGHT at a time on separate connections, then
@@ -341,7 +346,7 @@ impl<S: Store + Clone> pb::profile_service_server::ProfileService for ProfileApi
                     let store = store.clone();
                     loading.push_back(tokio::spawn(async move {
                         store
-                            .export_range(after.as_deref(), through.as_deref(), Utc::now())
+                            .export_range(after.as_deref(), through.as_deref(), parts, Utc::now())
                             .await
                     }));
                 }

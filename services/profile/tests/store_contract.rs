@@ -12,7 +12,9 @@ use rapport_profile::model::{
     ImportCustomer, Need, NeedWeight, NewCareNote, NewEvent, NewTag, PhoneInput, Preferences,
     PublicInfluence, SearchFilter, TagKind, ValueTier, Weekday,
 };
-use rapport_profile::store::{PoolOptions, PostgresStore, SqliteStore, Store, StoreError};
+use rapport_profile::store::{
+    PoolOptions, PostgresStore, SqliteStore, Store, StoreError, SummaryParts,
+};
 
 /// Generates one `#[tokio::test]` per case and backend, each with a fresh
 /// database.
@@ -1277,9 +1279,7 @@ mod cases {
         assert_eq!(seen, ["X-0", "X-1", "X-2", "X-3", "X-4", "X-5", "X-6"]);
     }
 
-    pub async fn export_ranges_from_page_ends_miss_no_one_inserted_meanwhile<S: Store>(
-        store: &S,
-    ) {
+    pub async fn export_ranges_from_page_ends_miss_no_one_inserted_meanwhile<S: Store>(store: &S) {
         for i in [0, 2, 4, 6, 8] {
             let mut c = reference(&format!("R-{i}"), "13800138000");
             c.phones.clear();
@@ -1291,7 +1291,11 @@ mod cases {
             Some("R-2")
         );
         assert_eq!(
-            store.page_end(Some("R-2"), 2).await.expect("end").as_deref(),
+            store
+                .page_end(Some("R-2"), 2)
+                .await
+                .expect("end")
+                .as_deref(),
             Some("R-6")
         );
         assert_eq!(store.page_end(Some("R-6"), 2).await.expect("end"), None);
@@ -1307,12 +1311,18 @@ mod cases {
         let ids = |page: Vec<rapport_profile::model::Profile>| -> Vec<String> {
             page.into_iter().map(|p| p.customer.customer_id).collect()
         };
-        let first = store.export_range(None, Some("R-2"), now()).await.expect("range");
-        let second = store
-            .export_range(Some("R-2"), Some("R-6"), now())
+        let first = store
+            .export_range(None, Some("R-2"), SummaryParts::Full, now())
             .await
             .expect("range");
-        let last = store.export_range(Some("R-6"), None, now()).await.expect("range");
+        let second = store
+            .export_range(Some("R-2"), Some("R-6"), SummaryParts::Lean, now())
+            .await
+            .expect("range");
+        let last = store
+            .export_range(Some("R-6"), None, SummaryParts::Full, now())
+            .await
+            .expect("range");
         assert_eq!(ids(first), ["R-0", "R-1", "R-2"]);
         assert_eq!(ids(second), ["R-4", "R-5", "R-6"]);
         assert_eq!(ids(last), ["R-8", "R-9"]);
@@ -1820,6 +1830,23 @@ mod cases {
             }
             assert_eq!(exported, single, "batch of {batch}");
         }
+        // Ranges give the same profiles; the lean ones lack exactly the
+        // routing evidence (waits before complaints, affinity agents).
+        let full = store
+            .export_range(None, None, SummaryParts::Full, now())
+            .await
+            .expect("range");
+        assert_eq!(full, single);
+        let lean = store
+            .export_range(None, Some("B-4"), SummaryParts::Lean, now())
+            .await
+            .expect("range");
+        let mut expected = single.clone();
+        for p in &mut expected {
+            p.summary.waits_before_complaints.clear();
+            p.summary.affinity_agent_ids.clear();
+        }
+        assert_eq!(lean, expected);
     }
 
     pub async fn the_change_feed_is_pruned_past_its_retention<S: Store>(store: &S) {

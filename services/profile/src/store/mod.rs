@@ -25,6 +25,16 @@ use crate::model::{
 };
 use rapport_kit::phone::E164;
 
+/// Which history-summary parts a profile read computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryParts {
+    /// Everything (GetProfile, LookupByPhone, CRM exports).
+    Full,
+    /// Without the parts only routing reads (waits before complaints or
+    /// hang-ups, affinity agents): the outreach rebuild's export.
+    Lean,
+}
+
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -178,6 +188,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         after: Option<&str>,
         through: Option<&str>,
+        parts: SummaryParts,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<Profile>, StoreError>> + Send;
 
@@ -594,12 +605,17 @@ impl Store for Backend {
         &self,
         after: Option<&str>,
         through: Option<&str>,
+        parts: SummaryParts,
         now: DateTime<Utc>,
     ) -> Result<Vec<Profile>, StoreError> {
-        dispatch!(self.export_range(after, through, now))
+        dispatch!(self.export_range(after, through, parts, now))
     }
 
-    async fn page_end(&self, after: Option<&str>, limit: u32) -> Result<Option<String>, StoreError> {
+    async fn page_end(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Option<String>, StoreError> {
         dispatch!(self.page_end(after, limit))
     }
 

@@ -49,6 +49,7 @@ macro_rules! sql_store {
         };
         use rapport_kit::phone::E164;
         use $crate::store::codec;
+        use $crate::store::SummaryParts;
 
         type Conn = <Db as sqlx::Database>::Connection;
         type DbRow = <Db as sqlx::Database>::Row;
@@ -562,6 +563,7 @@ macro_rules! sql_store {
                         after: after.unwrap_or(""),
                         limit,
                     },
+                    SummaryParts::Full,
                     now,
                 )
                 .await?;
@@ -573,6 +575,7 @@ macro_rules! sql_store {
                 &self,
                 after: Option<&str>,
                 through: Option<&str>,
+                parts: SummaryParts,
                 now: DateTime<Utc>,
             ) -> Result<Vec<Profile>, StoreError> {
                 let mut tx = self.begin_read().await?;
@@ -582,6 +585,7 @@ macro_rules! sql_store {
                         after: after.unwrap_or(""),
                         through,
                     },
+                    parts,
                     now,
                 )
                 .await?;
@@ -1088,6 +1092,7 @@ macro_rules! sql_store {
         async fn load_profiles(
             conn: &mut Conn,
             select: Select<'_>,
+            parts: SummaryParts,
             now: DateTime<Utc>,
         ) -> Result<Vec<Profile>, StoreError> {
             let rows = match select {
@@ -1152,7 +1157,7 @@ macro_rules! sql_store {
             let lo: String = first.try_get("customer_id")?;
             let hi: String = last.try_get("customer_id")?;
             let mut children = load_children(conn, &lo, &hi, now).await?;
-            let mut parts = load_summary_parts(conn, &lo, &hi, now).await?;
+            let mut parts = load_summary_parts(conn, &lo, &hi, parts, now).await?;
 
             let mut profiles = Vec::with_capacity(rows.len());
             for row in &rows {
@@ -1188,7 +1193,7 @@ macro_rules! sql_store {
             select: Select<'_>,
             now: DateTime<Utc>,
         ) -> Result<Profile, StoreError> {
-            load_profiles(conn, select, now)
+            load_profiles(conn, select, SummaryParts::Full, now)
                 .await?
                 .pop()
                 .ok_or(StoreError::CustomerNotFound)
@@ -1354,6 +1359,7 @@ macro_rules! sql_store {
             conn: &mut Conn,
             lo: &str,
             hi: &str,
+            parts: SummaryParts,
             now: DateTime<Utc>,
         ) -> Result<std::collections::HashMap<String, HistorySummary>, StoreError> {
             let since_7d = ts(now - chrono::Duration::days(7));
@@ -1428,7 +1434,25 @@ macro_rules! sql_store {
             // down to that bound only. Ties at the bound can add rows; the
             // order is exact, so the extra ones are cut below. The wait
             // terms match the partial index `contacts_wait_evidence`.
-            let contacts = sqlx::query(concat!(
+            let contacts = if parts == SummaryParts::Lean {
+                sqlx::query(concat!(
+                    "SELECT CAST(0 AS BIGINT) AS part, k.customer_id, ",
+                    $crate::store::sql::contact_columns!(),
+                    " FROM customers c CROSS JOIN contacts k WHERE k.customer_id = c.customer_id \
+                     AND k.started_at >= COALESCE((SELECT k2.started_at FROM contacts k2 \
+                         WHERE k2.customer_id = c.customer_id \
+                         ORDER BY k2.started_at DESC, k2.contact_id DESC LIMIT 1 OFFSET $4), $3) \
+                     AND c.customer_id >= $1 AND c.customer_id <= $2 \
+                     ORDER BY 2, 1, 6 DESC, 3 DESC"
+                ))
+                .bind(lo)
+                .bind(hi)
+                .bind(floor_ts())
+                .bind(limits::RECENT_CONTACTS - 1)
+                .fetch_all(&mut *conn)
+                .await?
+            } else {
+                sqlx::query(concat!(
                 "SELECT CAST(0 AS BIGINT) AS part, k.customer_id, ",
                 $crate::store::sql::contact_columns!(),
                 " FROM customers c CROSS JOIN contacts k WHERE k.customer_id = c.customer_id \
@@ -1454,7 +1478,8 @@ macro_rules! sql_store {
             .bind(limits::RECENT_CONTACTS - 1)
             .bind(limits::WAIT_EVIDENCE - 1)
             .fetch_all(&mut *conn)
-            .await?;
+            .await?
+            };
             for r in &contacts {
                 let s = out.entry(r.try_get("customer_id")?).or_default();
                 if r.try_get::<i64, _>("part")? == 0 {
@@ -1513,6 +1538,9 @@ macro_rules! sql_store {
                 }
             }
 
+            if parts == SummaryParts::Lean {
+                return Ok(out);
+            }
             // Most resolved-and-well-rated contacts first; the most recent
             // such contact breaks ties, then the id for a stable order.
             // The terms match the partial index `contacts_affinity`.
