@@ -25,8 +25,8 @@
 //!   and opaque internal errors that are logged with their cause chain.
 //! - [`main`]: the few lines every service binary runs.
 
-mod alloc;
 pub mod admin;
+mod alloc;
 pub mod authz;
 pub mod client;
 pub mod config;

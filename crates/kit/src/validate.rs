@@ -26,6 +26,12 @@ impl From<FieldError> for tonic::Status {
     }
 }
 
+/// Largest request message any Rapport RPC accepts (and largest response
+/// a service sends), 1 MiB. The largest legitimate requests — a customer
+/// with all its tags, a classification text of 16 KiB with a history —
+/// are far smaller; anything bigger is refused before it is decoded.
+pub const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
 /// Longest id accepted anywhere (customer, agent, call, center ids).
 pub const MAX_ID_LEN: usize = 64;
 

@@ -118,7 +118,10 @@ impl rapport_kit::Service for App {
         };
         let server = GrpcServer::bind(&config.server, DEFAULT_PORT)
             .await?
-            .add_service(ClassificationServiceServer::new(classifier));
+            .add_service(
+                ClassificationServiceServer::new(classifier)
+                    .max_decoding_message_size(rapport_kit::validate::MAX_MESSAGE_BYTES),
+            );
         Ok(Self {
             server,
             policy,

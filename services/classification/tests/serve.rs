@@ -170,6 +170,19 @@ async fn bad_input_is_refused_naming_the_field() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().starts_with("text:"), "{}", err.message());
 
+    // A message over the server-wide limit is refused before it is decoded.
+    let huge = ClassifyRequest {
+        text: "x".repeat(rapport_kit::validate::MAX_MESSAGE_BYTES + 1),
+        ..reference_request()
+    };
+    let err = running
+        .client
+        .classify(huge)
+        .await
+        .expect_err("over the message limit");
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert!(err.message().contains("too large"), "{}", err.message());
+
     let mut unknown_channel = reference_request();
     if let Some(contact) = unknown_channel.contact.as_mut() {
         contact.channel = 99;

@@ -20,7 +20,7 @@ use crate::store::{NewTask, UpsertMode, UpsertReport};
 use crate::tasks;
 
 /// Profiles per upsert round trip during a rebuild.
-const REBUILD_BATCH: usize = 256;
+const REBUILD_BATCH: usize = 500;
 /// Upsert round trips in flight during a rebuild.
 const REBUILD_IN_FLIGHT: usize = 4;
 /// Weeks of inbound history the forecast keeps.

@@ -121,7 +121,10 @@ impl App {
         let profile = deps.profile_channel.clone();
         let mut server = GrpcServer::bind(&config.server, DEFAULT_PORT)
             .await?
-            .add_service(OutreachServiceServer::new(service))
+            .add_service(
+                OutreachServiceServer::new(service)
+                    .max_decoding_message_size(rapport_kit::validate::MAX_MESSAGE_BYTES),
+            )
             .readiness_check("redis", Severity::Required, move || {
                 let store = store.clone();
                 async move { store.ping().await.map_err(|e| e.to_string()) }

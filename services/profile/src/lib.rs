@@ -107,7 +107,10 @@ impl rapport_kit::Service for App {
         let api = service::ProfileApi::new(store.clone(), config.default_region);
         let ping = store.clone();
         let server = server
-            .add_service(ProfileServiceServer::new(api))
+            .add_service(
+                ProfileServiceServer::new(api)
+                    .max_decoding_message_size(rapport_kit::validate::MAX_MESSAGE_BYTES),
+            )
             .readiness_check("database", Severity::Required, move || {
                 let store = ping.clone();
                 async move { store.ping().await.map_err(|e| e.to_string()) }

@@ -123,7 +123,10 @@ impl rapport_kit::Service for App {
         )?;
         let server = GrpcServer::bind(&config.server, DEFAULT_PORT)
             .await?
-            .add_service(RoutingServiceServer::new(routing))
+            .add_service(
+                RoutingServiceServer::new(routing)
+                    .max_decoding_message_size(rapport_kit::validate::MAX_MESSAGE_BYTES),
+            )
             .readiness_check("redis", Severity::Required, move || {
                 let redis = redis.clone();
                 async move { redis.ping().await.map_err(|e| e.to_string()) }

@@ -8,6 +8,9 @@
 //! argument of every script, so tests drive due times and lease expiry with
 //! an injected clock.
 //!
+//! Every operation is a `redis` span (`db.system`, `db.operation`; never
+//! a customer's phone or name), so a care task's trace shows its scripts.
+//!
 //! Keys (see ARCHITECTURE.md):
 //! - `task:<id>` hash: one task (state, due, priority, fencing token,
 //!   lease, attempt, cycle, the encoded `CareTask`, JSON meta).
@@ -357,6 +360,7 @@ impl Store {
     /// Creates the consumer group (from the start of the stream, so
     /// requests published before it existed are delivered too). Called at
     /// connect and again after Redis lost its data.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "ensure_group"))]
     pub async fn ensure_group(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
@@ -421,6 +425,7 @@ impl Store {
     }
 
     /// Writes tasks for one customer (see [`UpsertMode`]); safe to repeat.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "upsert"))]
     pub async fn upsert(
         &self,
         customer: &str,
@@ -438,6 +443,7 @@ impl Store {
     }
 
     /// Writes the plans of many customers in one round trip (a rebuild).
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "upsert_many"))]
     pub async fn upsert_many(
         &self,
         batch: &[(String, UpsertMode, Vec<NewTask>)],
@@ -469,6 +475,7 @@ impl Store {
     }
 
     /// Claims up to `batch` due tasks under a lease of `lease`.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "claim"))]
     pub async fn claim(
         &self,
         owner: &str,
@@ -483,6 +490,7 @@ impl Store {
     }
 
     /// Returns tasks whose lease expired to the index; how many.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "reap"))]
     pub async fn reap(&self, batch: usize, now_ms: i64) -> Result<u64, StoreError> {
         let mut inv = self.invoke(&REAP, now_ms);
         inv.arg(batch);
@@ -491,6 +499,7 @@ impl Store {
 
     /// Dispatched tasks whose dispatch is older than `before_ms` (their
     /// outcome is overdue), oldest first, at most `limit`.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "overdue"))]
     pub async fn overdue(&self, before_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn.clone();
         Ok(redis::cmd("ZRANGE")
@@ -506,6 +515,7 @@ impl Store {
     }
 
     /// Extends the leases of held tasks; returns the ids no longer held.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "renew"))]
     pub async fn renew(
         &self,
         held: &[(String, u64)],
@@ -525,6 +535,7 @@ impl Store {
 
     /// Puts a claimed task back at `due_ms` because `reason`; false when
     /// the claim is no longer this holder's.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "reschedule"))]
     pub async fn reschedule(
         &self,
         id: &str,
@@ -540,6 +551,7 @@ impl Store {
     }
 
     /// Publishes dial requests for claimed tasks, each at most once.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "dispatch"))]
     pub async fn dispatch(
         &self,
         items: &[Dispatch],
@@ -582,6 +594,7 @@ impl Store {
     }
 
     /// Applies an outcome to a dispatched task held under `fence`.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "outcome"))]
     pub async fn outcome(
         &self,
         id: &str,
@@ -613,6 +626,7 @@ impl Store {
     }
 
     /// Cancels a task not yet dispatched.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "cancel"))]
     pub async fn cancel(
         &self,
         id: &str,
@@ -632,6 +646,7 @@ impl Store {
     }
 
     /// Reads one task.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "task"))]
     pub async fn task(&self, id: &str) -> Result<Option<Stored>, StoreError> {
         let mut conn = self.conn.clone();
         let fields: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
@@ -643,6 +658,7 @@ impl Store {
     }
 
     /// Every task of a customer still known, soonest first.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "tasks_of"))]
     pub async fn tasks_of(&self, customer: &str) -> Result<Vec<Stored>, StoreError> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = redis::cmd("SMEMBERS")
@@ -677,6 +693,7 @@ impl Store {
 
     /// Pending tasks due before `before_ms`, oldest first: `offset` tasks
     /// skipped, at most `limit` returned, and whether more follow.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "list_due"))]
     pub async fn list_due(
         &self,
         before_ms: i64,
@@ -711,6 +728,7 @@ impl Store {
 
     /// Counts of pending (by due now or later), claimed and dispatched
     /// tasks, for gauges.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "counts"))]
     pub async fn counts(&self, now_ms: i64) -> Result<Counts, StoreError> {
         let mut pipe = redis::pipe();
         for p in 0..=MAX_PRIORITY {
@@ -737,6 +755,7 @@ impl Store {
     }
 
     /// Acknowledges dial requests for `dialer`; how many were pending.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "ack"))]
     pub async fn ack(&self, ids: &[String]) -> Result<u64, StoreError> {
         if ids.is_empty() {
             return Ok(0);
@@ -771,6 +790,7 @@ impl Store {
     }
 
     /// Reads a small string value (feed position, markers).
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "get"))]
     pub async fn get(&self, name: &str) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();
         Ok(redis::cmd("GET")
@@ -780,6 +800,7 @@ impl Store {
     }
 
     /// Writes a small string value.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "set"))]
     pub async fn set(&self, name: &str, value: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let _: () = redis::cmd("SET")
@@ -792,6 +813,7 @@ impl Store {
 
     /// Takes or keeps a lock `name` for `owner` for `ttl`; true when held.
     /// Used so that one replica follows the profile change feed.
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "hold_lock"))]
     pub async fn hold_lock(
         &self,
         name: &str,
@@ -816,6 +838,7 @@ impl Store {
 
     /// Adds inbound contacts to the hour-of-week counters of their week.
     /// `slots` are (week number since the Unix epoch, hour of week 0..168).
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "count_inbound"))]
     pub async fn count_inbound(&self, slots: &[(i64, u32)]) -> Result<(), StoreError> {
         if slots.is_empty() {
             return Ok(());
@@ -834,6 +857,7 @@ impl Store {
 
     /// The hour-of-week counters of the given weeks (missing weeks are
     /// all zero).
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "inbound_counts"))]
     pub async fn inbound_counts(&self, weeks: &[i64]) -> Result<Vec<[u64; 168]>, StoreError> {
         let mut pipe = redis::pipe();
         for week in weeks {
@@ -857,6 +881,7 @@ impl Store {
 
     /// Deletes every hour-of-week counter in `weeks` (before a rebuild
     /// recounts them).
+    #[tracing::instrument(name = "redis", skip_all, fields(db.system = "redis", db.operation = "clear_inbound"))]
     pub async fn clear_inbound(&self, weeks: &[i64]) -> Result<(), StoreError> {
         if weeks.is_empty() {
             return Ok(());

@@ -49,9 +49,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// ABORTED.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Bytes of the file each connection maps into memory (SQLite caps it at
-/// its compile-time maximum, 2 GiB in the bundled build).
-const MMAP_SIZE: &str = "2147483648";
+/// Bytes of the file each connection maps into memory, 64 GiB: the whole
+/// file of any realistic center. SQLite caps it at its compile-time
+/// maximum, which `.cargo/config.toml` raises from the default 2 GiB.
+const MMAP_SIZE: &str = "68719476736";
 
 /// Page cache of the import writer, in KiB (negative: `cache_size` counts
 /// KiB, not pages): the indexes' working set of a large load stays in it.
