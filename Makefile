@@ -64,7 +64,9 @@ bench: ## Release build, then the benchmark suite with its floors (≤ 15 min) �
 	./target/release/rapport-bench --out bench/results $(BENCH_ARGS)
 
 .PHONY: bench-1m
-bench-1m: ## A million customers: import, point reads, due-index rebuild, care-task claims (≈ 10 min) → bench/results/1m.md
-	@scripts/ensure-deps.sh redis
+bench-1m: ## A million customers: import, point reads (SQLite and PostgreSQL), due-index rebuild, care-task claims (≈ 20 min) → bench/results/1m*.md
+	@scripts/ensure-deps.sh redis postgres
 	$(CARGO) build --release --workspace --bins --examples
 	scripts/bench-1m.sh $(BENCH_1M_ARGS)
+	scripts/bench-profile-postgres.sh $(BENCH_1M_ARGS) > bench/results/1m-postgres.md
+	@cat bench/results/1m-postgres.md
