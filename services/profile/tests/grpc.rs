@@ -864,19 +864,25 @@ async fn crm_rpcs_work_and_refuse_bad_input_naming_the_field() {
         .into_inner();
     assert_eq!(vip.customers.len(), 1);
 
-    let exported: Vec<pb::ProfileView> = client
-        .export_profiles(pb::ExportProfilesRequest { batch_size: 1 })
-        .await
-        .expect("export")
-        .into_inner()
-        .map(|p| p.expect("profile"))
-        .collect()
-        .await;
-    assert_eq!(exported.len(), 1);
-    assert_eq!(
-        exported[0].summary.as_ref().map(|s| s.total_contacts),
-        Some(5)
-    );
+    for lean in [false, true] {
+        let exported: Vec<pb::ProfileView> = client
+            .export_profiles(pb::ExportProfilesRequest {
+                batch_size: 1,
+                lean,
+            })
+            .await
+            .expect("export")
+            .into_inner()
+            .map(|p| p.expect("profile"))
+            .collect()
+            .await;
+        assert_eq!(exported.len(), 1, "lean {lean}");
+        assert_eq!(
+            exported[0].summary.as_ref().map(|s| s.total_contacts),
+            Some(5),
+            "lean {lean}"
+        );
+    }
 
     let export = client
         .export_customer(pb::ExportCustomerRequest {
