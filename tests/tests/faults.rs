@@ -35,7 +35,6 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use chrono::Timelike as _;
 use futures::StreamExt as _;
 use nix::sys::signal::Signal;
 use rapport_proto as pb;
@@ -45,6 +44,15 @@ use rapport_proto::routing_service_client::RoutingServiceClient;
 use rapport_testkit::redis::TestRedis;
 use rapportctl::mesh::{Service, connect, spawn_healthy};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// The default care policy with 2 s leases and redelivery (crashes show in
+/// seconds) and no dial pacing to speak of.
+const SHORT_LEASES: &[(&str, &str)] = &[
+    ("lease_seconds", "2"),
+    ("redelivery_seconds", "2"),
+    ("claim_batch", "100"),
+    ("max_dials_per_second", "10000"),
+];
 
 type Env = Vec<(String, String)>;
 
@@ -1099,54 +1107,6 @@ async fn redis_restarted_under_load_every_call_answered_no_agent_double_booked()
 
 const CARE_TASKS: usize = 2_000;
 
-/// A zone where it is mid-day now, so legal calling hours never defer.
-fn daytime_zone() -> String {
-    let utc_hour = chrono::Utc::now().hour() as i32;
-    let mut offset = 13 - utc_hour;
-    if offset > 12 {
-        offset -= 24;
-    }
-    if offset < -11 {
-        offset += 24;
-    }
-    match offset {
-        0 => "Etc/GMT".to_owned(),
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    }
-}
-
-/// The default care policy with 2 s leases and redelivery, and no dial
-/// pacing to speak of.
-fn short_lease_policy(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/outreach.toml");
-    let mut text = std::fs::read_to_string(&root)?;
-    for (key, value) in [
-        ("lease_seconds", "2"),
-        ("redelivery_seconds", "2"),
-        ("claim_batch", "100"),
-        ("max_dials_per_second", "10000"),
-    ] {
-        let mut out = String::new();
-        let mut hit = false;
-        for line in text.lines() {
-            let t = line.trim_start();
-            if t.starts_with(&format!("{key} ")) || t.starts_with(&format!("{key}=")) {
-                out.push_str(&format!("{key} = {value}\n"));
-                hit = true;
-            } else {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        anyhow::ensure!(hit, "policy has no {key}");
-        text = out;
-    }
-    let path = dir.join("outreach.toml");
-    std::fs::write(&path, text)?;
-    Ok(path)
-}
-
 #[derive(Default)]
 struct DialerLog {
     /// task id → (stream entry id, fencing token) of each dispatch seen.
@@ -1229,7 +1189,9 @@ async fn scheduler_paused_past_its_lease_is_refused_and_dials_nothing_twice() ->
         &[("RAPPORT_DATABASE_URL", db.as_str())],
     )
     .await?;
-    let policy = short_lease_policy(dir.path())?.display().to_string();
+    let policy = rapportctl::scenario::outreach_policy_with(dir.path(), SHORT_LEASES)?
+        .display()
+        .to_string();
     let base = env(&[
         ("RAPPORT_REDIS_URL", redis.url()),
         ("RAPPORT_PROFILE_URL", &profile.url()),
@@ -1252,7 +1214,7 @@ async fn scheduler_paused_past_its_lease_is_refused_and_dials_nothing_twice() ->
     )
     .await?;
 
-    let zone = daytime_zone();
+    let zone = rapportctl::scenario::daytime_zone();
     let profile_channel = connect(&profile.url()).await?;
     let stored: Vec<_> = futures::stream::iter(0..CARE_TASKS)
         .map(|i| {

@@ -6,28 +6,8 @@
 
 use std::time::Duration;
 
-use chrono::Timelike as _;
 use rapport_proto as pb;
 use rapportctl::mesh::{Mesh, MeshOptions};
-
-/// A fixed-offset zone where it is now mid-day, so the legal-hours and
-/// contact-window checks pass whenever the test runs.
-fn daytime_zone() -> String {
-    let utc_hour = chrono::Utc::now().hour() as i32;
-    // Local hour 13 = UTC hour + offset. Etc/GMT signs are inverted.
-    let mut offset = 13 - utc_hour;
-    if offset > 12 {
-        offset -= 24;
-    }
-    if offset < -11 {
-        offset += 24;
-    }
-    match offset {
-        0 => "Etc/GMT".to_owned(),
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    }
-}
 
 fn ts(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -78,7 +58,7 @@ async fn soothing_follow_up_from_resolved_complaint_to_care_note() -> anyhow::Re
             customer: Some(pb::Customer {
                 customer_id: "soothe-1".into(),
                 name: "Chen Wei".into(),
-                time_zone: daytime_zone(),
+                time_zone: rapportctl::scenario::daytime_zone(),
                 language: "zh".into(),
                 phones: vec![pb::Phone {
                     number: "+8613800138000".into(),
@@ -301,7 +281,7 @@ async fn a_callback_accepted_while_outreach_is_down_reaches_it_later() -> anyhow
             customer: Some(pb::Customer {
                 customer_id: "cb-cust".into(),
                 name: "Callback Customer".into(),
-                time_zone: daytime_zone(),
+                time_zone: rapportctl::scenario::daytime_zone(),
                 phones: vec![pb::Phone {
                     number: "+8613800138777".into(),
                     label: "mobile".into(),

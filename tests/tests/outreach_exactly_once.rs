@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Timelike as _;
 use futures::StreamExt as _;
 use nix::sys::signal::Signal;
 use rapport_proto as pb;
@@ -16,54 +15,16 @@ use rapport_proto::outreach_service_client::OutreachServiceClient;
 use rapport_testkit::redis::TestRedis;
 use rapportctl::mesh::{Service, connect, spawn_healthy};
 
+/// The default care policy with 2 s leases and redelivery (crashes show in
+/// seconds) and no dial pacing to speak of.
+const SHORT_LEASES: &[(&str, &str)] = &[
+    ("lease_seconds", "2"),
+    ("redelivery_seconds", "2"),
+    ("claim_batch", "100"),
+    ("max_dials_per_second", "10000"),
+];
+
 const TASKS: usize = 10_000;
-
-fn daytime_zone() -> String {
-    let utc_hour = chrono::Utc::now().hour() as i32;
-    let mut offset = 13 - utc_hour;
-    if offset > 12 {
-        offset -= 24;
-    }
-    if offset < -11 {
-        offset += 24;
-    }
-    match offset {
-        0 => "Etc/GMT".to_owned(),
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    }
-}
-
-/// The default policy with short leases and redelivery so the test sees
-/// recovery in seconds, and no dial pacing to speak of.
-fn test_policy(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/outreach.toml");
-    let mut text = std::fs::read_to_string(&root)?;
-    let mut set = |key: &str, value: &str| {
-        let mut out = String::new();
-        let mut hit = false;
-        for line in text.lines() {
-            if line.trim_start().starts_with(&format!("{key} "))
-                || line.trim_start().starts_with(&format!("{key}="))
-            {
-                out.push_str(&format!("{key} = {value}\n"));
-                hit = true;
-            } else {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        assert!(hit, "policy has no {key}");
-        text = out;
-    };
-    set("lease_seconds", "2");
-    set("redelivery_seconds", "2");
-    set("claim_batch", "100");
-    set("max_dials_per_second", "10000");
-    let path = dir.join("outreach.toml");
-    std::fs::write(&path, text)?;
-    Ok(path)
-}
 
 #[derive(Default)]
 struct DialerLog {
@@ -122,7 +83,7 @@ async fn two_schedulers_one_killed_every_task_dispatched_exactly_once() -> anyho
         &[("RAPPORT_DATABASE_URL", db.as_str())],
     )
     .await?;
-    let policy = test_policy(dir.path())?;
+    let policy = rapportctl::scenario::outreach_policy_with(dir.path(), SHORT_LEASES)?;
     let policy = policy.display().to_string();
     let env = [
         ("RAPPORT_REDIS_URL", redis.url().to_owned()),
@@ -149,7 +110,7 @@ async fn two_schedulers_one_killed_every_task_dispatched_exactly_once() -> anyho
 
     // 10,000 customers who agreed to care calls, in a zone where it is
     // mid-day now.
-    let zone = daytime_zone();
+    let zone = rapportctl::scenario::daytime_zone();
     let profile_channel = connect(&profile.url()).await?;
     futures::stream::iter(0..TASKS)
         .map(|i| {

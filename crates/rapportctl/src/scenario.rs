@@ -377,3 +377,54 @@ pub fn route_request(call_id: &str, phone: &str, selection: &str) -> pb::RouteCa
         ..Default::default()
     }
 }
+
+/// A fixed-offset IANA zone where it is now about 13:00, so legal calling
+/// hours and contact windows allow a care call whenever a test runs.
+/// (`Etc/GMT` signs are inverted: `Etc/GMT-8` is UTC+8.)
+pub fn daytime_zone() -> String {
+    use chrono::Timelike as _;
+    let utc_hour = i32::try_from(chrono::Utc::now().hour()).unwrap_or(0);
+    let mut offset = 13 - utc_hour;
+    if offset > 12 {
+        offset -= 24;
+    }
+    if offset < -11 {
+        offset += 24;
+    }
+    match offset {
+        0 => "Etc/GMT".to_owned(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    }
+}
+
+/// Writes `outreach.toml` into `dir`: the repository's care policy with
+/// the given `key = value` lines replaced (e.g. short leases for crash
+/// tests). Fails when the policy has no such key.
+pub fn outreach_policy_with(
+    dir: &std::path::Path,
+    overrides: &[(&str, &str)],
+) -> anyhow::Result<std::path::PathBuf> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../policy/outreach.toml");
+    let mut text = std::fs::read_to_string(&root)
+        .with_context(|| format!("failed to read {}", root.display()))?;
+    for (key, value) in overrides {
+        let mut out = String::new();
+        let mut hit = false;
+        for line in text.lines() {
+            let t = line.trim_start();
+            if t.starts_with(&format!("{key} ")) || t.starts_with(&format!("{key}=")) {
+                out.push_str(&format!("{key} = {value}\n"));
+                hit = true;
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        anyhow::ensure!(hit, "the care policy has no {key}");
+        text = out;
+    }
+    let path = dir.join("outreach.toml");
+    std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(path)
+}
