@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use rapport_kit::client::Channel;
+use rapport_kit::resilience::{Retries, RetryConfig};
 use rapport_kit::security::Security;
 use rapport_proto as pb;
 use rapport_proto::profile_service_client::ProfileServiceClient;
@@ -19,6 +20,9 @@ pub struct Deps {
     /// feed are long streams.
     streams: ProfileServiceClient<Channel>,
     routing: Option<RoutingServiceClient<Channel>>,
+    /// GetProfile is an idempotent read: retried on UNAVAILABLE within a
+    /// budget, like routing's.
+    profile_reads: Retries,
     /// For readiness checks.
     pub(crate) profile_channel: Channel,
     pub(crate) routing_channel: Option<Channel>,
@@ -53,6 +57,7 @@ impl Deps {
             profile: ProfileServiceClient::new(profile_channel.clone()),
             streams: ProfileServiceClient::new(streams).max_decoding_message_size(16 * 1024 * 1024),
             routing: routing_channel.clone().map(RoutingServiceClient::new),
+            profile_reads: Retries::new("profile", RetryConfig::default()),
             profile_channel,
             routing_channel,
         })
@@ -65,10 +70,15 @@ impl Deps {
 
     /// A customer's profile; `None` when profile does not know them.
     pub async fn profile(&self, customer_id: &str) -> Result<Option<pb::ProfileView>, Status> {
-        let mut client = self.profile.clone();
-        match client
-            .get_profile(pb::GetProfileRequest {
-                customer_id: customer_id.to_owned(),
+        let client = self.profile.clone();
+        let request = pb::GetProfileRequest {
+            customer_id: customer_id.to_owned(),
+        };
+        match self
+            .profile_reads
+            .read(request, move |request| {
+                let mut client = client.clone();
+                async move { client.get_profile(request).await }
             })
             .await
         {
