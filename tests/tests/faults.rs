@@ -1215,38 +1215,8 @@ async fn scheduler_paused_past_its_lease_is_refused_and_dials_nothing_twice() ->
     .await?;
 
     let zone = rapportctl::scenario::daytime_zone();
-    let profile_channel = connect(&profile.url()).await?;
-    let stored: Vec<_> = futures::stream::iter(0..CARE_TASKS)
-        .map(|i| {
-            let mut client = ProfileServiceClient::new(profile_channel.clone());
-            let zone = zone.clone();
-            async move {
-                client
-                    .upsert_customer(pb::UpsertCustomerRequest {
-                        customer: Some(pb::Customer {
-                            customer_id: format!("c{i:05}"),
-                            name: format!("Customer {i}"),
-                            time_zone: zone,
-                            phones: vec![pb::Phone {
-                                number: format!("+86139{i:08}"),
-                                label: "mobile".into(),
-                            }],
-                            consent: Some(pb::Consent {
-                                care_calls: true,
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }),
-                    })
-                    .await
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await;
-    for r in stored {
-        r?;
-    }
+    let profile_client = ProfileServiceClient::new(connect(&profile.url()).await?);
+    rapportctl::scenario::seed_care_customers(&profile_client, CARE_TASKS, &zone).await?;
 
     // The dialer reads through B, which stays up.
     let log = Arc::new(Mutex::new(DialerLog::default()));

@@ -12,6 +12,7 @@ use futures::StreamExt as _;
 use nix::sys::signal::Signal;
 use rapport_proto as pb;
 use rapport_proto::outreach_service_client::OutreachServiceClient;
+use rapport_proto::profile_service_client::ProfileServiceClient;
 use rapport_testkit::redis::TestRedis;
 use rapportctl::mesh::{Service, connect, spawn_healthy};
 
@@ -111,40 +112,8 @@ async fn two_schedulers_one_killed_every_task_dispatched_exactly_once() -> anyho
     // 10,000 customers who agreed to care calls, in a zone where it is
     // mid-day now.
     let zone = rapportctl::scenario::daytime_zone();
-    let profile_channel = connect(&profile.url()).await?;
-    futures::stream::iter(0..TASKS)
-        .map(|i| {
-            let mut client = rapport_proto::profile_service_client::ProfileServiceClient::new(
-                profile_channel.clone(),
-            );
-            let zone = zone.clone();
-            async move {
-                client
-                    .upsert_customer(pb::UpsertCustomerRequest {
-                        customer: Some(pb::Customer {
-                            customer_id: format!("c{i:05}"),
-                            name: format!("Customer {i}"),
-                            time_zone: zone,
-                            phones: vec![pb::Phone {
-                                number: format!("+86138{i:08}"),
-                                label: "mobile".into(),
-                            }],
-                            consent: Some(pb::Consent {
-                                care_calls: true,
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        }),
-                    })
-                    .await
-            }
-        })
-        .buffer_unordered(32)
-        .for_each(|r| {
-            r.expect("customer stored");
-            futures::future::ready(())
-        })
-        .await;
+    let profile_client = ProfileServiceClient::new(connect(&profile.url()).await?);
+    rapportctl::scenario::seed_care_customers(&profile_client, TASKS, &zone).await?;
 
     let log = Arc::new(Mutex::new(DialerLog::default()));
     let d1 = tokio::spawn(dialer("dialer-1", a.url(), log.clone()));

@@ -428,3 +428,42 @@ pub fn outreach_policy_with(
     std::fs::write(&path, text).with_context(|| format!("failed to write {}", path.display()))?;
     Ok(path)
 }
+
+/// Stores `count` customers `c00000`… who agreed to care calls, in `zone`,
+/// each with the phone `+86139` and their number: the population of the
+/// scheduler's crash tests.
+pub async fn seed_care_customers(
+    profile: &ProfileServiceClient<Channel>,
+    count: usize,
+    zone: &str,
+) -> anyhow::Result<()> {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let mut client = profile.clone();
+            async move {
+                client
+                    .upsert_customer(pb::UpsertCustomerRequest {
+                        customer: Some(pb::Customer {
+                            customer_id: format!("c{i:05}"),
+                            name: format!("Customer {i}"),
+                            time_zone: zone.to_owned(),
+                            phones: vec![pb::Phone {
+                                number: format!("+86139{i:08}"),
+                                label: "mobile".into(),
+                            }],
+                            consent: Some(pb::Consent {
+                                care_calls: true,
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                    })
+                    .await
+                    .with_context(|| format!("failed to store customer c{i:05}"))
+            }
+        })
+        .buffer_unordered(16)
+        .try_for_each(|_| futures::future::ready(Ok(())))
+        .await
+}

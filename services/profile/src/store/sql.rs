@@ -54,6 +54,22 @@ macro_rules! sql_store {
         type Conn = <Db as sqlx::Database>::Connection;
         type DbRow = <Db as sqlx::Database>::Row;
 
+        impl $store {
+            /// Profiles of one selection, in one read transaction (one
+            /// snapshot per page of an export).
+            async fn read_profiles(
+                &self,
+                select: Select<'_>,
+                parts: SummaryParts,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<Profile>, StoreError> {
+                let mut tx = self.begin_read().await?;
+                let profiles = load_profiles(&mut tx, select, parts, now).await?;
+                tx.commit().await?;
+                Ok(profiles)
+            }
+        }
+
         impl $crate::store::Store for $store {
             async fn get_profile(
                 &self,
@@ -556,19 +572,11 @@ macro_rules! sql_store {
                 limit: u32,
                 now: DateTime<Utc>,
             ) -> Result<Vec<Profile>, StoreError> {
-                let mut tx = self.begin_read().await?;
-                let profiles = load_profiles(
-                    &mut tx,
-                    Select::Page {
-                        after: after.unwrap_or(""),
-                        limit,
-                    },
-                    SummaryParts::Full,
-                    now,
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(profiles)
+                let select = Select::Page {
+                    after: after.unwrap_or(""),
+                    limit,
+                };
+                self.read_profiles(select, SummaryParts::Full, now).await
             }
 
             async fn export_range(
@@ -578,19 +586,11 @@ macro_rules! sql_store {
                 parts: SummaryParts,
                 now: DateTime<Utc>,
             ) -> Result<Vec<Profile>, StoreError> {
-                let mut tx = self.begin_read().await?;
-                let profiles = load_profiles(
-                    &mut tx,
-                    Select::Range {
-                        after: after.unwrap_or(""),
-                        through,
-                    },
-                    parts,
-                    now,
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(profiles)
+                let select = Select::Range {
+                    after: after.unwrap_or(""),
+                    through,
+                };
+                self.read_profiles(select, parts, now).await
             }
 
             async fn page_end(
