@@ -1812,6 +1812,16 @@ mod cases {
             ["A-6", "A-5", "A-4", "A-3", "A-2"]
         );
         assert_eq!(single[1].customer.phones.len(), 2);
+        // A point read by phone is the same profile (the point reads are
+        // one statement each, the exports a batch of statements: the two
+        // must not drift apart).
+        for (i, expected) in single.iter().enumerate() {
+            let by_phone = store
+                .lookup_by_phone(&e164(&format!("+8613900000{i}02")), now())
+                .await
+                .expect("lookup");
+            assert_eq!(&by_phone, expected);
+        }
 
         for batch in [1, 2, 100] {
             let mut exported = Vec::new();

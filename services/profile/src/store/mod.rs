@@ -9,6 +9,7 @@
 //! control time and one request sees one instant.
 
 mod codec;
+mod packed;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -1,7 +1,9 @@
 //! The PostgreSQL backend, for production: replicas of the service share
 //! one database.
 //!
-//! Reads run in a read-only REPEATABLE READ transaction so the customer and
+//! Point reads (GetProfile, LookupByPhone) are one statement, which sees
+//! one snapshot by itself; multi-statement reads (exports, contact pages)
+//! run in a read-only REPEATABLE READ transaction so the customer and
 //! every part of the summary come from one snapshot. Writes run in READ
 //! COMMITTED; each write locks the customer row first, so writers of one
 //! customer queue up rather than interleave.
@@ -124,5 +126,10 @@ async fn lock_outbox(conn: &mut PgConnection) -> Result<(), StoreError> {
         .await?;
     Ok(())
 }
+
+/// JSON constructors of the one-statement point read (`one_profile_sql`
+/// in `sql.rs`).
+const JSON_ARRAY: &str = "json_build_array";
+const JSON_AGG: &str = "json_agg";
 
 super::sql::sql_store!(PostgresStore);

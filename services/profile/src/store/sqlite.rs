@@ -167,4 +167,9 @@ async fn lock_outbox(_: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// JSON constructors of the one-statement point read (`one_profile_sql`
+/// in `sql.rs`).
+const JSON_ARRAY: &str = "json_array";
+const JSON_AGG: &str = "json_group_array";
+
 super::sql::sql_store!(SqliteStore);
