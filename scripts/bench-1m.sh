@@ -10,8 +10,8 @@
 #      from outreach's log), beside redis-benchmark's pipelined SET rate on
 #      the same Redis,
 #   3. no-op care tasks claimed, dispatched and acknowledged per second
-#      through the real scripts (the claim_bench example), beside a bare Redis
-#      list queue.
+#      through the real scripts (rapport-bench's outreach scenario), beside a
+#      bare Redis list queue.
 # Everything runs on loopback, on private ports, in a temp dir, and is
 # stopped at the end (KEEP=1 keeps the work dir for profiling).
 # Usage: scripts/bench-1m.sh [customers] [contacts]
@@ -23,14 +23,11 @@ customers=${1:-1000000}
 contacts=${2:-20}
 bin=${CARGO_TARGET_DIR:-target}/release
 out=bench/results/1m.md
-for b in rapportctl rapport-profile rapport-outreach; do
+for b in rapportctl rapport-profile rapport-outreach rapport-bench; do
   [ -x "$bin/$b" ] || { echo "build first: cargo build --release --workspace --bins --examples" >&2; exit 1; }
 done
-example=$bin/examples/claim_bench
 reads=$bin/examples/profile-bench
-for e in "$example" "$reads"; do
-  [ -x "$e" ] || { echo "build first: cargo build --release --workspace --bins --examples" >&2; exit 1; }
-done
+[ -x "$reads" ] || { echo "build first: cargo build --release --workspace --bins --examples" >&2; exit 1; }
 
 work=$(mktemp -d)
 pids=()
@@ -97,9 +94,13 @@ wait 2>/dev/null || true
 pids=()
 
 echo "== claim + dispatch + ack of no-op care tasks"
-claim=$("$example" 200000 2 | tail -1)
-rate=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['claimed_dispatched_acked_per_s']))" "$claim")
-floor=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['floor_list_queue_push_pop_per_s']))" "$claim")
+"$bin/rapport-bench" --scenarios outreach --outreach-tasks 200000 --outreach-workers 2 \
+  --out "$work/claim" >/dev/null 2>&1
+figure() {
+  python3 -c "import json,sys; c=[c for c in json.load(open(sys.argv[1]))['comparisons'] if c['figure'].startswith('Outreach')][0]; print(round(c[sys.argv[2]]))" "$work/claim/latest.json" "$1"
+}
+rate=$(figure value)
+floor=$(figure floor_value)
 echo "   $rate tasks/s (floor $floor/s)"
 
 mkdir -p bench/results

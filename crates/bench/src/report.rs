@@ -137,8 +137,10 @@ impl Report {
                 c.target
             ));
         }
-        out.push_str("\n| point | mode | ok | errors | rps | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n");
-        out.push_str("|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
+        if !self.points.is_empty() {
+            out.push_str("\n| point | mode | ok | errors | rps | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms |\n");
+            out.push_str("|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n");
+        }
         for p in &self.points {
             let mode = match p.mode {
                 crate::load::Mode::Open {
@@ -150,11 +152,13 @@ impl Report {
             let errors = if p.errors.is_empty() {
                 "0".to_owned()
             } else {
-                p.errors
+                let by_code = p
+                    .errors
                     .iter()
                     .map(|(k, v)| format!("{k}: {v}"))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", ");
+                format!("{by_code} (failed in p99 {} ms)", ms(p.error_p99_us))
             };
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
@@ -197,11 +201,13 @@ impl Report {
             }
         }
         let b = &self.route_books;
-        out.push_str(&format!(
+        if b.routed > 0 {
+            out.push_str(&format!(
             "\nRoute correctness (the generator's own books, all route runs): {} routed, {} assigned, {} queued ({} later assigned from the queue, {} still queued at the end), {} completed, **{} double assignments**, **{} lost contacts**, {} accept / {} complete errors.\n",
             b.routed, b.assigned, b.queued, b.assigned_from_queue, b.queued_at_end, b.completed,
             b.double_assignments, b.lost, b.accept_errors, b.complete_errors
         ));
+        }
         for n in &self.notes {
             out.push_str(&format!("\n- {n}"));
         }
@@ -233,6 +239,7 @@ mod tests {
             max_us: 5_000,
             mean_us: 1_300.0,
             measured_s: 0.01,
+            error_p99_us: 250,
         }
     }
 
@@ -275,7 +282,10 @@ mod tests {
                 p50_ms: Some(0.04),
                 p99_ms: None,
             }],
-            route_books: RouteBooks::default(),
+            route_books: RouteBooks {
+                routed: 3,
+                ..RouteBooks::default()
+            },
             notes: vec!["noisy".into()],
         };
         let md = report.markdown();
@@ -287,7 +297,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| echo | 1 in flight | 9 | Unavailable: 1 | 900 | 1.23 | 2.00 | 3.00 | 4.00 | 5.00 |"),
+            md.contains("| echo | 1 in flight | 9 | Unavailable: 1 (failed in p99 0.25 ms) | 900 | 1.23 | 2.00 | 3.00 | 4.00 | 5.00 |"),
             "{md}"
         );
         assert!(md.contains("| 100 | 1.50 | 3.00 | 500 |"), "{md}");
