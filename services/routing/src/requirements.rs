@@ -85,6 +85,47 @@ pub fn risk(c: &Classification) -> Option<String> {
     })
 }
 
+/// The requirements classification most likely gives, before it answers:
+/// what a caller with no needs, no risk and no VIP tier gets, in the
+/// language classification will pick (the profile's language, then the
+/// preferred one, then the IVR's hint, then the policy default — the
+/// order of the classifier's language rule). Routing reads the candidates
+/// of this group while classification runs; a wrong guess costs only a
+/// second read, because the reservation script re-checks every candidate.
+pub fn predict(
+    policy: &RoutingPolicy,
+    selection: &Selection,
+    profile: Option<&rapport_proto::ProfileView>,
+    hint: &str,
+) -> Derived {
+    let customer = profile.and_then(|p| p.customer.as_ref());
+    let preferred = customer
+        .and_then(|c| c.preferences.as_ref())
+        .map_or("", |p| p.language.as_str());
+    let language = [
+        customer.map_or("", |c| c.language.as_str()),
+        preferred,
+        hint,
+    ]
+    .into_iter()
+    .map(|raw| {
+        // The primary subtag, as the classifier normalizes "zh-CN".
+        raw.trim()
+            .split(['-', '_'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    })
+    .find(|tag| !tag.is_empty())
+    .unwrap_or_default();
+    let guess = Classification {
+        language,
+        tier: ValueTier::Standard as i32,
+        ..Default::default()
+    };
+    derive(policy, selection, Some(&guess))
+}
+
 /// Derives requirements. Without a classification (classification down)
 /// the contact is routed on the selection's skill alone.
 pub fn derive(
@@ -280,6 +321,48 @@ mod tests {
         assert_eq!(d.min_score, 9.5);
         assert_eq!(d.label, "VIP");
         assert!(d.reasons[0].starts_with("dialect minnan required"));
+    }
+
+    #[test]
+    fn the_prediction_is_what_a_plain_caller_gets_in_the_classifiers_language() {
+        let p = policy();
+        let sel = &p.selections["personal_wealth"];
+        let view = |language: &str, preferred: &str| rapport_proto::ProfileView {
+            customer: Some(rapport_proto::Customer {
+                language: language.into(),
+                preferences: Some(rapport_proto::Preferences {
+                    language: preferred.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let plain = |language: &str| {
+            derive(
+                &p,
+                sel,
+                Some(&classification(ValueTier::Standard, language, "")),
+            )
+        };
+        // Profile language first, then the preferred one, then the hint
+        // (primary subtag, lowercased), then the policy default.
+        let cases = [
+            (Some(view("en-GB", "zh")), "zh", "en"),
+            (Some(view("", "ZH_cn")), "en", "zh"),
+            (Some(view("", "")), "en", "en"),
+            (None, "", p.default_language.as_str()),
+        ];
+        for (profile, hint, language) in cases {
+            let guess = predict(&p, sel, profile.as_ref(), hint);
+            let actual = plain(language);
+            assert_eq!(guess.group, actual.group, "{language}");
+            assert_eq!(guess.min_score, actual.min_score);
+        }
+        // It is a real group with the language, never the bare skill group
+        // (which classification never gives).
+        let bare = derive(&p, sel, None);
+        assert_ne!(predict(&p, sel, None, "zh").group, bare.group);
     }
 
     #[test]

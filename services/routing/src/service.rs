@@ -22,8 +22,8 @@ use crate::policy::RoutingPolicy;
 use crate::ranking::{self, Context};
 use crate::requirements::{self, Derived};
 use crate::state::{
-    CallSnapshot, Center, FieldPlacement, LiveState, NewCall, OfferAnswer, Placement, StateError,
-    StatusChange, Target, Visit,
+    AgentSnapshot, CallSnapshot, Center, FieldPlacement, LiveState, NewCall, OfferAnswer,
+    Placement, StateError, StatusChange, Target, Visit,
 };
 use crate::views::{self, agent_ref, agent_state, call_state, millis, screen_pop, timestamp};
 
@@ -118,6 +118,17 @@ impl Routing {
         change: Option<&StatusChange>,
     ) -> Result<(pb::AgentState, pb::AgentProfile), Status> {
         let snapshot = self.state.agent(center, agent_id).await?;
+        self.agent_state_of(center, snapshot, change).await
+    }
+
+    /// [`agent_state_and_profile`](Self::agent_state_and_profile) of an
+    /// agent already read (scripts that change an agent reply with it).
+    async fn agent_state_of(
+        &self,
+        center: &Center,
+        snapshot: AgentSnapshot,
+        change: Option<&StatusChange>,
+    ) -> Result<(pb::AgentState, pb::AgentProfile), Status> {
         let assigned = match change.and_then(|c| c.assigned_call.as_deref()) {
             Some(call_id) => {
                 let call = self.state.call(center, call_id).await?;
@@ -597,16 +608,25 @@ impl Routing {
                 language_hint: req.language_hint.clone(),
             }),
         );
-        // While classification runs, read the candidates of the group the
-        // selection alone gives: most contacts keep it (no VIP, dialect or
-        // risk refinement), and then the read costs no time. The list may
-        // be a little older, which is harmless: the reservation script
-        // re-checks every candidate atomically.
+        // While classification runs, read the candidates of the group it
+        // most likely gives (`requirements::predict`: the caller's language,
+        // no VIP, dialect or risk refinement): when the guess holds, the
+        // read costs no time and no second round trip. The list may be a
+        // little older, which is harmless: the reservation script re-checks
+        // every candidate atomically. (Guessing the selection's bare skill
+        // group was never right once classification answered, because its
+        // groups always carry the language: every RouteCall read the
+        // candidates twice.)
         let (preferred, affinity, manager) = Self::preferences(profile.as_ref());
         let mut extra: Vec<String> = preferred.clone();
         extra.extend(affinity.iter().cloned());
         extra.truncate(MAX_EXTRA_CANDIDATES);
-        let base = requirements::derive(&self.policy, selection, None);
+        let base = requirements::predict(
+            &self.policy,
+            selection,
+            profile.as_ref(),
+            &req.language_hint,
+        );
         let base_key = base.group.to_string();
         let prefetch = async {
             if selection.relationship && !manager.is_empty() {
@@ -1183,12 +1203,16 @@ impl pb::routing_service_server::RoutingService for Routing {
                 }
             }
         };
-        // The reply's states do not depend on the profile write: read them
-        // while profile commits. The agent read also serves the contact's
-        // agent reference.
+        // The reply's states do not depend on the profile write: build them
+        // while profile commits. The agent as the completion left it also
+        // serves the contact's agent reference.
         let states = async {
             let (agent, profile) = self
-                .agent_state_and_profile(&center, &req.agent_id, Some(&completion.agent))
+                .agent_state_of(
+                    &center,
+                    completion.snapshot.clone(),
+                    Some(&completion.agent),
+                )
                 .await?;
             let call = self
                 .call_state_known(&center, &call, Some(&profile))
@@ -1365,12 +1389,11 @@ impl pb::routing_service_server::RoutingService for Routing {
         let center = self.center(&req.center_id)?;
         validate::id("agent_id", &req.agent_id)?;
         validate::id("offer_id", &req.offer_id)?;
-        self.state
-            .answer_offer(&center, &req.agent_id, &req.offer_id, true, now_ms())
+        let (_, agent) = self
+            .state
+            .answer_offer_viewed(&center, &req.agent_id, &req.offer_id, true, now_ms())
             .await?;
-        Ok(Response::new(
-            self.agent_state(&center, &req.agent_id, None).await?,
-        ))
+        Ok(Response::new(agent_state(&agent, None)))
     }
 
     async fn reject_offer(
@@ -1385,16 +1408,14 @@ impl pb::routing_service_server::RoutingService for Routing {
         validate::id("agent_id", &req.agent_id)?;
         validate::id("offer_id", &req.offer_id)?;
         validate::text("reason", &req.reason, 200)?;
-        let answer = self
+        let (answer, agent) = self
             .state
-            .answer_offer(&center, &req.agent_id, &req.offer_id, false, now_ms())
+            .answer_offer_viewed(&center, &req.agent_id, &req.offer_id, false, now_ms())
             .await?;
         if let OfferAnswer::Rejected { reoffered_to } = &answer {
             tracing::info!(agent_id = %req.agent_id, offer_id = %req.offer_id, reoffered_to = reoffered_to.as_deref().unwrap_or(""), "offer rejected");
         }
-        Ok(Response::new(
-            self.agent_state(&center, &req.agent_id, None).await?,
-        ))
+        Ok(Response::new(agent_state(&agent, None)))
     }
 
     async fn queue_stats(

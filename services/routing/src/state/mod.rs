@@ -393,6 +393,8 @@ pub struct Completion {
     pub agent: StatusChange,
     /// Traits learned from the CSAT: (trait, new value).
     pub learned: Vec<(String, f64)>,
+    /// The agent right after the completion, read by the same script.
+    pub snapshot: AgentSnapshot,
 }
 
 /// What answering an offer did.
@@ -893,9 +895,13 @@ impl LiveState {
             .arg(agent_id)
             .arg(csat)
             .arg(if wrap_up { "1" } else { "0" });
-        let reply: Vec<String> = self.run("complete", call_id, &inv).await?;
-        let already = reply.first().map(String::as_str) == Some("already");
-        let learned = match reply.get(3) {
+        let reply: Vec<Vec<u8>> = self.run("complete", call_id, &inv).await?;
+        let head = texts(reply.get(..4).unwrap_or(&reply));
+        if head.first().map(String::as_str) == Some("err") {
+            return Err(script_error(&head));
+        }
+        let already = head.first().map(String::as_str) == Some("already");
+        let learned = match head.get(3) {
             Some(s) => s
                 .split(',')
                 .filter_map(|kv| kv.split_once('='))
@@ -903,11 +909,13 @@ impl LiveState {
                 .collect(),
             None => Vec::new(),
         };
-        let agent = status_change(reply.get(..3).unwrap_or(&reply))?;
+        let agent = status_change(head.get(..3).unwrap_or(&head))?;
+        let snapshot = agent_view(agent_id, reply.get(4..).unwrap_or_default())?;
         Ok(Completion {
             already_completed: already,
             agent,
             learned,
+            snapshot,
         })
     }
 
@@ -920,22 +928,41 @@ impl LiveState {
         accept: bool,
         now_ms: i64,
     ) -> Result<OfferAnswer, StateError> {
+        Ok(self
+            .answer_offer_viewed(center, agent_id, offer_id, accept, now_ms)
+            .await?
+            .0)
+    }
+
+    /// [`answer_offer`](Self::answer_offer), with the agent right after the
+    /// answer, read by the same script.
+    pub async fn answer_offer_viewed(
+        &self,
+        center: &Center,
+        agent_id: &str,
+        offer_id: &str,
+        accept: bool,
+        now_ms: i64,
+    ) -> Result<(OfferAnswer, AgentSnapshot), StateError> {
         let mut inv = self.invoke(&OFFER, center, now_ms);
         inv.arg(agent_id)
             .arg(offer_id)
             .arg(if accept { "accept" } else { "reject" });
         let call_id = offer_id.rsplit_once(':').map(|(c, _)| c).unwrap_or("");
-        let reply: Vec<String> = self
+        let reply: Vec<Vec<u8>> = self
             .run(if accept { "accept" } else { "reject" }, call_id, &inv)
             .await?;
-        match reply.as_slice() {
-            [tag, _] if tag == "already" => Ok(OfferAnswer::AlreadyAccepted),
-            [tag, _, _] if tag == "ok" && accept => Ok(OfferAnswer::Accepted),
-            [tag, _, other] if tag == "ok" => Ok(OfferAnswer::Rejected {
+        let head = texts(reply.get(..3).unwrap_or(&reply));
+        let answer = match head.as_slice() {
+            [tag, _, _] if tag == "already" => OfferAnswer::AlreadyAccepted,
+            [tag, _, _] if tag == "ok" && accept => OfferAnswer::Accepted,
+            [tag, _, other] if tag == "ok" => OfferAnswer::Rejected {
                 reoffered_to: (!other.is_empty()).then(|| other.clone()),
-            }),
-            other => Err(script_error(other)),
-        }
+            },
+            other => return Err(script_error(other)),
+        };
+        let snapshot = agent_view(agent_id, reply.get(3..).unwrap_or_default())?;
+        Ok((answer, snapshot))
     }
 
     /// The caller hung up while waiting. Returns (already abandoned, wait ms).
@@ -1146,6 +1173,14 @@ fn script_error(reply: &[String]) -> StateError {
         },
         other => StateError::Corrupt(format!("script reply {other:?}")),
     }
+}
+
+/// The leading text fields of a binary-safe script reply.
+fn texts(fields: &[Vec<u8>]) -> Vec<String> {
+    fields
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect()
 }
 
 /// Parses `{'ok'|'already', presence, assigned}` or `{'err', kind, message}`.

@@ -1,6 +1,9 @@
 -- Complete a contact: release its agent, learn its traits from CSAT, and
 -- either start wrap-up or hand it the next queued contact.
 -- ARGV: 4 call id, 5 agent id, 6 csat 0..5, 7 wrap-up '1'|'0'.
+-- Returns {'ok'|'already', agent status, next call or '', learned traits}
+-- followed by the agent's `agent_view` after the change, or {'err', kind,
+-- message}.
 local call, id, csat, wrap = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7] == '1'
 local c = ckey(call)
 local a = akey(id)
@@ -14,7 +17,7 @@ if not agent_status then
 end
 local holder = redis.call('HGET', c, 'agent_id')
 if call_status == 'completed' then
-  if holder == id then return {'already', agent_status, ''} end
+  if holder == id then return with_agent({'already', agent_status, '', ''}, id) end
   return {'err', 'failed_precondition', 'call ' .. call .. ' was completed by another agent'}
 end
 if call_status ~= 'offered' and call_status ~= 'connected' then
@@ -57,4 +60,5 @@ if wrap and agent_status == 'ready' and num(redis.call('HGET', a, 'load')) == 0 
 else
   next_call = fill(id)
 end
-return {'ok', redis.call('HGET', a, 'status'), next_call or '', table.concat(learned, ',')}
+return with_agent({'ok', redis.call('HGET', a, 'status'), next_call or '', table.concat(learned, ',')},
+  id)

@@ -111,6 +111,12 @@ local function agent_view(id)
   return out
 end
 
+-- `reply` followed by the agent's view.
+local function with_agent(reply, id)
+  for _, v in ipairs(agent_view(id)) do reply[#reply + 1] = v end
+  return reply
+end
+
 -- A customer's live inbound contacts (queued, offered or connected): a set
 -- of call ids, so RouteOutbound can refuse to call someone who is on the
 -- line. Entered when an inbound contact is placed, left when it completes,
