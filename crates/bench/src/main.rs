@@ -71,7 +71,7 @@ struct Args {
     /// Scenarios to run.
     #[arg(
         long,
-        default_value = "outreach,echo,route,profile,classify,redis,scaling",
+        default_value = "outreach,echo,route,profile,classify,million,redis,scaling",
         value_delimiter = ','
     )]
     scenarios: Vec<String>,
@@ -81,6 +81,19 @@ struct Args {
     /// fast refusals instead of a queue that makes every caller late.
     #[arg(long, default_value_t = 128)]
     server_concurrency: usize,
+    /// Customers (20 contacts each) generated and bulk-imported into the
+    /// mesh's SQLite before it starts, for the `million` point.
+    #[arg(long, default_value_t = 1_000_000)]
+    million_profiles: u64,
+    /// Agents logged in for the `million` point.
+    #[arg(long, default_value_t = 10_000)]
+    million_agents: usize,
+    /// Open-loop arrival rate of the `million` point (contacts/s).
+    #[arg(long, default_value_t = 1000.0)]
+    million_rate: f64,
+    /// Measured time of the `million` point.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    million_duration: Duration,
     /// No-op care tasks of the outreach scenario.
     #[arg(long, default_value_t = 200_000)]
     outreach_tasks: usize,
@@ -195,10 +208,24 @@ async fn main() -> anyhow::Result<()> {
     let echo_sat = suite.point("echo (bare tonic)", echo.clone(), sat).await;
     let echo_open = suite.point("echo (bare tonic)", echo.clone(), open).await;
 
+    // The million customers go into the profile database before the mesh
+    // starts, through the bulk importer (the CRM path would take hours).
+    let scratch = tempfile::tempdir().context("failed to create the bench temp dir")?;
+    let workdir = args
+        .workdir
+        .clone()
+        .unwrap_or_else(|| scratch.path().to_path_buf());
+    let million = want("million") && args.million_profiles > 0;
+    if million {
+        let f = seed_million(&workdir, args.million_profiles).await?;
+        notes.push(f);
+        say(notes.last().map_or("", String::as_str));
+    }
+
     say("starting the mesh");
     let mut mesh = Mesh::start(MeshOptions {
         routing_replicas: 1,
-        workdir: args.workdir.clone(),
+        workdir: Some(workdir.clone()),
         env: vec![
             ("RUST_LOG".into(), "warn".into()),
             (
@@ -368,6 +395,57 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
+    let mut logged = agents;
+    let mut million_books = None;
+    if million {
+        let target = args.million_agents.max(agents);
+        let t = Instant::now();
+        scenarios::login_agents(&routing, logged, target, 64).await?;
+        logged = target;
+        notes.push(format!(
+            "agents {agents} → {target} logged in in {:.1} s for the million point",
+            t.elapsed().as_secs_f64()
+        ));
+        let mode = Mode::Open {
+            rate: args.million_rate,
+            max_in_flight: args.max_in_flight,
+        };
+        let echo_at = suite.point("echo (bare tonic)", echo.clone(), mode).await;
+        let op = scenarios::RouteOp::with_callers(
+            routing.clone(),
+            "million",
+            args.million_profiles as usize,
+            0,
+        );
+        let saved = suite.timing;
+        suite.timing.duration = args.million_duration;
+        let big = suite
+            .point(
+                &format!(
+                    "RouteCall ({target} agents, {} profiles)",
+                    args.million_profiles
+                ),
+                op.clone(),
+                mode,
+            )
+            .await;
+        suite.timing = saved;
+        comparisons.push(Comparison::new(
+            &format!(
+                "RouteCall p99 open loop {:.0}/s for {:.0} s, {target} agents, {} profiles",
+                args.million_rate,
+                args.million_duration.as_secs_f64(),
+                args.million_profiles
+            ),
+            big.p99_us as f64 / 1000.0,
+            &format!("echo p99 open loop {:.0}/s", args.million_rate),
+            echo_at.p99_us as f64 / 1000.0,
+            "ms",
+            "RouteCall p99 ≤ 10 ms",
+        ));
+        million_books = Some(op.books());
+    }
+
     let mut redis = Vec::new();
     if want("redis") {
         if rapportctl_which("redis-benchmark") {
@@ -445,11 +523,12 @@ async fn main() -> anyhow::Result<()> {
                 rps: base.rps,
             });
         }
-        let mut logged = agents;
         for &target in args.scale.iter().filter(|&&n| n > agents && n <= 100_000) {
             let t = Instant::now();
-            scenarios::login_agents(&routing, logged, target, 64).await?;
-            logged = target;
+            if target > logged {
+                scenarios::login_agents(&routing, logged, target, 64).await?;
+                logged = target;
+            }
             notes.push(format!(
                 "agents {} → {target} logged in in {:.1} s",
                 scaling.last().map_or(agents, |s| s.agents),
@@ -481,7 +560,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     mesh.shutdown(Duration::from_secs(5));
-    let books = route.books();
+    let mut books = route.books();
+    if let Some(b) = &million_books {
+        books.add(b);
+    }
     notes.push(format!(
         "suite took {:.0} s; durations {:?} measured + {:?} warm-up per point",
         started.elapsed().as_secs_f64(),
@@ -519,6 +601,10 @@ fn settings(args: &Args, profiles: usize) -> serde_json::Value {
         "agents": args.agents,
         "scale": args.scale,
         "profiles": profiles,
+        "million_profiles": args.million_profiles,
+        "million_agents": args.million_agents,
+        "million_rate": args.million_rate,
+        "million_duration_s": args.million_duration.as_secs_f64(),
         "outreach_tasks": args.outreach_tasks,
         "server_concurrency": args.server_concurrency,
         "outreach_workers": args.outreach_workers,
@@ -538,6 +624,45 @@ fn write_report(args: &Args, report: &Report) -> anyhow::Result<()> {
     let _ = writeln!(std::io::stdout(), "{md}");
     say(&format!("wrote {}/latest.{{json,md}}", args.out.display()));
     Ok(())
+}
+
+/// Generates `customers` customers with 20 contacts each and bulk-imports
+/// them into `dir/profile.db` (where the mesh's profile service opens its
+/// database), then deletes the input. Returns a note with the timings.
+async fn seed_million(dir: &std::path::Path, customers: u64) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let file = dir.join("million.jsonl");
+    say(&format!("generating {customers} customers × 20 contacts"));
+    let t = Instant::now();
+    rapportctl::import::generate(&file, customers, 20, 0)?;
+    let generated = t.elapsed().as_secs_f64();
+    say("importing them into the mesh's SQLite");
+    let t = Instant::now();
+    let import = rapportctl::import::Args {
+        file: file.clone(),
+        database_url: format!("sqlite://{}", dir.join("profile.db").display()),
+        format: None,
+        batch: 500,
+        on_error: rapportctl::import::OnError::Abort,
+        checkpoint: Some(dir.join("million.checkpoint")),
+        default_region: rapport_kit::phone::Region::CN,
+        generate: None,
+        contacts: 20,
+        bad_every: 0,
+    };
+    let report = rapportctl::import::import(&import, false).await?;
+    let imported = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(dir.join("million.checkpoint"));
+    anyhow::ensure!(
+        report.customers == customers && report.rejected.is_empty(),
+        "imported {} of {customers} customers ({} rejected)",
+        report.customers,
+        report.rejected.len()
+    );
+    Ok(format!(
+        "{customers} profiles × 20 contacts generated in {generated:.1} s and bulk-imported into SQLite in {imported:.1} s"
+    ))
 }
 
 fn rapportctl_which(name: &str) -> bool {

@@ -36,8 +36,12 @@ pub fn customer_id(i: usize) -> String {
 }
 
 /// A valid mainland mobile number, unique per customer.
+/// The first seeded phone's digits after 139: above the range of
+/// `rapportctl import --generate`, so both kinds of customers coexist.
+const PHONE_BASE: usize = 20_000_000;
+
 pub fn phone(i: usize) -> String {
-    format!("139{:08}", 20_000_000 + i)
+    format!("139{:08}", PHONE_BASE + i)
 }
 
 fn now_s() -> i64 {
@@ -179,6 +183,22 @@ pub struct RouteBooks {
     pub complete_errors: u64,
 }
 
+impl RouteBooks {
+    /// The books of two runs together.
+    pub fn add(&mut self, o: &RouteBooks) {
+        self.routed += o.routed;
+        self.assigned += o.assigned;
+        self.queued += o.queued;
+        self.assigned_from_queue += o.assigned_from_queue;
+        self.completed += o.completed;
+        self.double_assignments += o.double_assignments;
+        self.lost += o.lost;
+        self.queued_at_end += o.queued_at_end;
+        self.accept_errors += o.accept_errors;
+        self.complete_errors += o.complete_errors;
+    }
+}
+
 #[derive(Default)]
 struct Books {
     counts: RouteBooks,
@@ -195,16 +215,31 @@ pub struct RouteOp {
     pub prefix: String,
     /// Callers' phones (seeded customers); anonymous callers when empty.
     pub phones: usize,
+    /// Caller `n` dials from `139{first_phone + n % phones:08}`.
+    first_phone: usize,
     books: Arc<Mutex<Books>>,
     seq: AtomicU64,
 }
 
 impl RouteOp {
+    /// Callers are the customers `seed_profiles` wrote.
     pub fn new(client: RoutingServiceClient<Channel>, prefix: &str, phones: usize) -> Arc<Self> {
+        Self::with_callers(client, prefix, phones, PHONE_BASE)
+    }
+
+    /// Callers are `phones` customers whose numbers start at
+    /// `139{first_phone:08}` (0 for `rapportctl import --generate`'s).
+    pub fn with_callers(
+        client: RoutingServiceClient<Channel>,
+        prefix: &str,
+        phones: usize,
+        first_phone: usize,
+    ) -> Arc<Self> {
         Arc::new(Self {
             client,
             prefix: prefix.to_owned(),
             phones,
+            first_phone,
             books: Arc::default(),
             seq: AtomicU64::new(0),
         })
@@ -299,7 +334,7 @@ impl Op for RouteOp {
         let caller_phone = if self.phones == 0 {
             String::new()
         } else {
-            phone(n as usize % self.phones)
+            format!("139{:08}", self.first_phone + n as usize % self.phones)
         };
         let mut client = self.client.clone();
         let books = self.books.clone();

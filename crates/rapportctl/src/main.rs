@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-mod import;
+use rapportctl::import;
 
 #[derive(Parser)]
 #[command(name = "rapportctl", version, about = "Rapport operator CLI")]
