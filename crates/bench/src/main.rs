@@ -228,6 +228,11 @@ async fn main() -> anyhow::Result<()> {
         workdir: Some(workdir.clone()),
         env: vec![
             ("RUST_LOG".into(), "warn".into()),
+            // Outreach stays idle: following the change feed, it would plan
+            // care for every imported customer and dial it through routing,
+            // taking agents and profile reads from the inbound points. The
+            // outreach scenario measures it on its own.
+            ("RAPPORT_FOLLOW_FEED".into(), "false".into()),
             (
                 "RAPPORT_MAX_CONCURRENT_REQUESTS".into(),
                 args.server_concurrency.to_string(),
