@@ -51,6 +51,7 @@ contract_suite!(
     phone_of_another_customer_is_refused_and_nothing_is_written,
     tags_are_added_removed_and_expire,
     record_contact_is_idempotent,
+    concurrent_contacts_commit_together_and_fail_alone,
     summary_of_the_reference_case,
     summary_windows_and_aggregates,
     summary_of_a_customer_without_history,
@@ -481,6 +482,61 @@ mod cases {
         assert!(matches!(nobody, Err(StoreError::CustomerNotFound)));
         let nobody = store.remove_tag("C-NOBODY", &added[1].tag_id, now()).await;
         assert!(matches!(nobody, Err(StoreError::CustomerNotFound)));
+    }
+
+    /// Many contacts recorded at once (SQLite commits them in groups, one
+    /// savepoint each): the one for an unknown customer fails alone with
+    /// NOT_FOUND and writes nothing, a repeat is reported as such, and
+    /// every other contact is written and counted exactly once.
+    pub async fn concurrent_contacts_commit_together_and_fail_alone<S: Store>(store: &S) {
+        for i in 0..4 {
+            store
+                .upsert_customer(
+                    &reference(&format!("G-{i}"), &format!("1380013800{i}")),
+                    now(),
+                )
+                .await
+                .expect("upsert");
+        }
+        let calls = (0..200).map(|n| {
+            let customer = if n == 77 {
+                "G-unknown".to_owned()
+            } else {
+                format!("G-{}", n % 4)
+            };
+            // Call 150 repeats call 50 (same customer, same id).
+            let id = if n == 150 { 50 } else { n };
+            let c = contact(&format!("g-{id}"), now() - Duration::minutes(i64::from(n)));
+            async move { (n, store.record_contact(&customer, &c, now()).await) }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut created = 0;
+        for (n, r) in results {
+            match (n, r) {
+                (77, r) => assert!(matches!(r, Err(StoreError::CustomerNotFound)), "{r:?}"),
+                (50 | 150, Ok(c)) => created += usize::from(c),
+                (_, Ok(c)) => {
+                    assert!(c, "call {n} is new");
+                    created += 1;
+                }
+                (_, Err(e)) => panic!("call {n}: {e:?}"),
+            }
+        }
+        // 200 calls, one refused, one a repeat of another.
+        assert_eq!(created, 198);
+        let mut total = 0;
+        for i in 0..4 {
+            let p = store
+                .get_profile(&format!("G-{i}"), now())
+                .await
+                .expect("get");
+            total += p.summary.total_contacts;
+        }
+        assert_eq!(total, 198);
+        assert!(matches!(
+            store.get_profile("G-unknown", now()).await,
+            Err(StoreError::CustomerNotFound)
+        ));
     }
 
     pub async fn record_contact_is_idempotent<S: Store>(store: &S) {

@@ -9,6 +9,7 @@
 //! control time and one request sees one instant.
 
 mod codec;
+mod group;
 mod packed;
 mod postgres;
 mod sql;

@@ -106,6 +106,12 @@ impl PostgresStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
         Ok(self.pool.begin().await?)
     }
+
+    /// PostgreSQL takes concurrent writers: contacts commit one by one.
+    #[allow(clippy::unused_self)] // Same signature as the SQLite backend.
+    fn group_commit(&self) -> Option<&super::group::GroupCommit> {
+        None
+    }
 }
 
 /// The advisory lock that orders the outbox (an arbitrary constant key).

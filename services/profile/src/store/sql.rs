@@ -195,59 +195,13 @@ macro_rules! sql_store {
                 contact: &Contact,
                 now: DateTime<Utc>,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.begin_write().await?;
-                ensure_customer(&mut tx, customer_id).await?;
-                let inserted = sqlx::query(
-                    "INSERT INTO contacts (customer_id, contact_id, channel, direction, \
-                     started_at, ivr_selection, queue_wait_s, handle_s, agent_id, outcome, \
-                     complaint, escalation_threat, csat, solutions_offered, solutions_rejected, \
-                     compensation_asked, compensation_granted, notes, recorded_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     $16, $17, $18, $19) \
-                     ON CONFLICT (customer_id, contact_id) DO NOTHING",
-                )
-                .bind(customer_id)
-                .bind(&contact.contact_id)
-                .bind(codec::channel(contact.channel))
-                .bind(codec::direction(contact.direction))
-                .bind(ts(contact.started_at))
-                .bind(&contact.ivr_selection)
-                .bind(i64::from(contact.queue_wait_s))
-                .bind(i64::from(contact.handle_s))
-                .bind(&contact.agent_id)
-                .bind(contact.outcome.map(codec::outcome))
-                .bind(contact.complaint)
-                .bind(contact.escalation_threat)
-                .bind(contact.csat.map(i64::from))
-                .bind(i64::from(contact.solutions_offered))
-                .bind(i64::from(contact.solutions_rejected))
-                .bind(contact.compensation_asked)
-                .bind(contact.compensation_granted)
-                .bind(&contact.notes)
-                .bind(ts(now))
-                .execute(&mut *tx)
-                .await?;
-                let created = inserted.rows_affected() == 1;
-                if created {
-                    // The maintained aggregate the hot path reads instead of
-                    // counting the history.
-                    sqlx::query(
-                        "UPDATE customers SET total_contacts = total_contacts + 1, \
-                         last_contact_at = CASE WHEN last_contact_at IS NULL \
-                         OR last_contact_at < $2 THEN $2 ELSE last_contact_at END \
-                         WHERE customer_id = $1",
-                    )
-                    .bind(customer_id)
-                    .bind(ts(contact.started_at))
-                    .execute(&mut *tx)
-                    .await?;
-                    let kind = if contact.complaint {
-                        ChangeKind::Complaint
-                    } else {
-                        ChangeKind::ContactRecorded
-                    };
-                    record_change(&mut tx, customer_id, kind, &contact.contact_id, now).await?;
+                // SQLite's one writer commits contacts in groups (see
+                // `store::group`); PostgreSQL takes concurrent writers.
+                if let Some(group) = self.group_commit() {
+                    return group.record_contact(customer_id, contact, now).await;
                 }
+                let mut tx = self.begin_write().await?;
+                let created = record_contact_in(&mut tx, customer_id, contact, now).await?;
                 tx.commit().await?;
                 Ok(created)
             }
@@ -1702,6 +1656,69 @@ macro_rules! sql_store {
 
         fn limit(n: i64) -> usize {
             usize::try_from(n).unwrap_or(0)
+        }
+
+        /// Records one contact inside the caller's transaction; true when
+        /// it was new.
+        async fn record_contact_in(
+            tx: &mut Conn,
+            customer_id: &str,
+            contact: &Contact,
+            now: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            ensure_customer(&mut *tx, customer_id).await?;
+            let inserted = sqlx::query(
+                "INSERT INTO contacts (customer_id, contact_id, channel, direction, \
+                 started_at, ivr_selection, queue_wait_s, handle_s, agent_id, outcome, \
+                 complaint, escalation_threat, csat, solutions_offered, solutions_rejected, \
+                 compensation_asked, compensation_granted, notes, recorded_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17, $18, $19) \
+                 ON CONFLICT (customer_id, contact_id) DO NOTHING",
+            )
+            .bind(customer_id)
+            .bind(&contact.contact_id)
+            .bind(codec::channel(contact.channel))
+            .bind(codec::direction(contact.direction))
+            .bind(ts(contact.started_at))
+            .bind(&contact.ivr_selection)
+            .bind(i64::from(contact.queue_wait_s))
+            .bind(i64::from(contact.handle_s))
+            .bind(&contact.agent_id)
+            .bind(contact.outcome.map(codec::outcome))
+            .bind(contact.complaint)
+            .bind(contact.escalation_threat)
+            .bind(contact.csat.map(i64::from))
+            .bind(i64::from(contact.solutions_offered))
+            .bind(i64::from(contact.solutions_rejected))
+            .bind(contact.compensation_asked)
+            .bind(contact.compensation_granted)
+            .bind(&contact.notes)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+            let created = inserted.rows_affected() == 1;
+            if created {
+                // The maintained aggregate the hot path reads instead of
+                // counting the history.
+                sqlx::query(
+                    "UPDATE customers SET total_contacts = total_contacts + 1, \
+                     last_contact_at = CASE WHEN last_contact_at IS NULL \
+                     OR last_contact_at < $2 THEN $2 ELSE last_contact_at END \
+                     WHERE customer_id = $1",
+                )
+                .bind(customer_id)
+                .bind(ts(contact.started_at))
+                .execute(&mut *tx)
+                .await?;
+                let kind = if contact.complaint {
+                    ChangeKind::Complaint
+                } else {
+                    ChangeKind::ContactRecorded
+                };
+                record_change(&mut *tx, customer_id, kind, &contact.contact_id, now).await?;
+            }
+            Ok(created)
         }
 
         /// Every table holding a customer's rows, children first; the order

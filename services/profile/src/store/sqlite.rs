@@ -26,6 +26,10 @@ use sqlx::SqlitePool;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use sqlx::Acquire as _;
+use tokio::sync::mpsc;
+
+use super::group::{self, GroupCommit};
 use super::{PoolOptions, StoreError};
 
 type Db = sqlx::Sqlite;
@@ -66,6 +70,8 @@ pub struct SqliteStore {
     /// The one writer (the same pool as `pool` for an in-memory database,
     /// which has exactly one connection).
     writer: SqlitePool,
+    /// Where recorded contacts go to be committed in groups on `writer`.
+    group: GroupCommit,
 }
 
 impl SqliteStore {
@@ -128,7 +134,7 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(|e| StoreError::Connect(target, e))?;
-        Ok(Self { pool, writer })
+        Ok(Self::with_committer(pool, writer))
     }
 
     async fn migrated(pool: SqlitePool, writer: SqlitePool) -> Result<Self, StoreError> {
@@ -136,7 +142,19 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|e| StoreError::Migrate("SQLite", e))?;
-        Ok(Self { pool, writer })
+        Ok(Self::with_committer(pool, writer))
+    }
+
+    /// The store, with its contact committer running on `writer` until the
+    /// last handle to the store is dropped.
+    fn with_committer(pool: SqlitePool, writer: SqlitePool) -> Self {
+        let (group, jobs) = GroupCommit::channel();
+        tokio::spawn(commit_contacts(writer.clone(), jobs));
+        Self {
+            pool,
+            writer,
+            group,
+        }
     }
 
     /// Whether the database answers a trivial query (readiness).
@@ -158,6 +176,10 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    fn group_commit(&self) -> Option<&GroupCommit> {
+        Some(&self.group)
+    }
 }
 
 /// Change ids already become visible in id order: SQLite has one writer
@@ -173,3 +195,49 @@ const JSON_ARRAY: &str = "json_array";
 const JSON_AGG: &str = "json_group_array";
 
 super::sql::sql_store!(SqliteStore);
+
+/// The committer of `store::group`: each batch is one `BEGIN IMMEDIATE`
+/// transaction with one savepoint per contact. A contact whose own writes
+/// fail is rolled back to its savepoint and answered with its error; the
+/// rest are answered after the commit, with its error if it fails.
+async fn commit_contacts(writer: SqlitePool, mut jobs: mpsc::Receiver<group::Job>) {
+    while let Some(batch) = group::next_batch(&mut jobs).await {
+        let mut results: Vec<Result<bool, StoreError>> = Vec::with_capacity(batch.len());
+        let committed: Result<(), StoreError> = async {
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+            for job in &batch {
+                let mut savepoint = tx.begin().await?;
+                match record_contact_in(&mut savepoint, &job.customer_id, &job.contact, job.now)
+                    .await
+                {
+                    Ok(created) => {
+                        savepoint.commit().await?;
+                        results.push(Ok(created));
+                    }
+                    Err(e) => {
+                        savepoint.rollback().await?;
+                        results.push(Err(e));
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+        .await;
+        let mut results = results.into_iter();
+        for job in batch {
+            let result = match (&committed, results.next()) {
+                (Ok(()), Some(r)) => r,
+                // A contact that failed on its own keeps its own error.
+                (Err(_), Some(Err(own))) => Err(own),
+                (Err(e), _) => Err(group::commit_failed(e)),
+                (Ok(()), None) => Err(group::commit_failed(&StoreError::Corrupt(
+                    "a contact of the batch was not written".into(),
+                ))),
+            };
+            // The caller may have given up (deadline); its contact is
+            // written all the same.
+            let _ = job.reply.send(result);
+        }
+    }
+}
