@@ -61,7 +61,7 @@ fn every_scenario_runs_and_reports_its_figures_with_clean_books() {
         "GetProfile p99 open loop",
         "LookupByPhone p50, 1 in flight",
         "Classify p50, 1 in flight",
-        "30 agents, 200 profiles",
+        "agents, 200 profiles",
         "RouteCall p50 at 40 agents",
     ] {
         assert!(
