@@ -72,6 +72,21 @@ pub async fn login_agents(
                                 .into_iter()
                                 .collect(),
                             languages: vec!["zh".into(), "en".into()],
+                            // A third are complaints specialists who speak
+                            // Minnan: the imported million (Xiamen callers,
+                            // escalations and repeat calls in their
+                            // histories) need them, and would otherwise
+                            // queue for good.
+                            dialects: if i % 3 == 0 {
+                                vec!["minnan".into()]
+                            } else {
+                                Vec::new()
+                            },
+                            pools: if i % 3 == 0 {
+                                vec!["complaints".into()]
+                            } else {
+                                Vec::new()
+                            },
                             ..Default::default()
                         }),
                         ready: true,
