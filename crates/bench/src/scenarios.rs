@@ -250,16 +250,14 @@ impl RouteOp {
         phones: usize,
         first_phone: usize,
     ) -> Arc<Self> {
-        let op = Arc::new(Self {
+        Arc::new(Self {
             client,
             prefix: prefix.to_owned(),
             phones,
             first_phone,
             books: Arc::default(),
             seq: AtomicU64::new(0),
-        });
-        tokio::spawn(watch_offers(Arc::downgrade(&op)));
-        op
+        })
     }
 
     pub fn books(&self) -> RouteBooks {
@@ -336,84 +334,11 @@ async fn cycle(
         };
         let Some(next) = next else { return };
         let next_agent = next.agent.map(|a| a.agent_id).unwrap_or_default();
-        // The offer watcher may have seen this offer first and answered it.
-        if !books.lock().expect("books").waiting.remove(&next.call_id) {
-            return;
-        }
         books.lock().expect("books").counts.assigned_from_queue += 1;
         if book_assignment(&books, &next_agent, &next.call_id) {
             return;
         }
         (agent, call, offer) = (next_agent, next.call_id, next.offer_id);
-    }
-}
-
-/// The simulated desktops' answer to offers no reply carried. RouteCall
-/// and CompleteCall replies name the agent they reserve, but the sweeper
-/// also offers queued contacts (widening steps, retries after an expired
-/// offer); a desktop that never answered those would miss them, and its
-/// agent would turn NOT_READY at the policy's limit, draining the pool.
-/// Every 100 ms this polls the queued contacts of the books (GetCall, at
-/// most 512 a round) and accepts and completes each one found offered, as
-/// the agent's desktop would. Ends with the op.
-async fn watch_offers(op: std::sync::Weak<RouteOp>) {
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let Some(op) = op.upgrade() else { return };
-        let waiting: Vec<String> = op
-            .books
-            .lock()
-            .expect("books")
-            .waiting
-            .iter()
-            .take(512)
-            .cloned()
-            .collect();
-        let client = op.client.clone();
-        let books = op.books.clone();
-        drop(op);
-        stream::iter(waiting)
-            .for_each_concurrent(32, |call_id| {
-                let mut client = client.clone();
-                let books = books.clone();
-                async move {
-                    let Ok(state) = client
-                        .get_call(pb::GetCallRequest {
-                            call_id: call_id.clone(),
-                            ..Default::default()
-                        })
-                        .await
-                        .map(tonic::Response::into_inner)
-                    else {
-                        return;
-                    };
-                    match pb::CallStatus::try_from(state.status) {
-                        Ok(pb::CallStatus::Offered) => {
-                            let agent = state.agent.map(|a| a.agent_id).unwrap_or_default();
-                            // Whoever removes it from the books answers it.
-                            if agent.is_empty()
-                                || !books.lock().expect("books").waiting.remove(&call_id)
-                            {
-                                return;
-                            }
-                            books.lock().expect("books").counts.assigned_from_queue += 1;
-                            if book_assignment(&books, &agent, &call_id) {
-                                return;
-                            }
-                            tokio::spawn(cycle(client, books, agent, call_id, state.offer_id));
-                        }
-                        Ok(
-                            pb::CallStatus::Completed
-                            | pb::CallStatus::Abandoned
-                            | pb::CallStatus::Callback,
-                        ) => {
-                            books.lock().expect("books").waiting.remove(&call_id);
-                        }
-                        _ => {}
-                    }
-                }
-            })
-            .await;
     }
 }
 
