@@ -1,6 +1,7 @@
 //! Hosting a gRPC service: one listener, one tower stack, health, reflection
 //! and graceful shutdown, identical for every Rapport service.
 
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,6 +48,9 @@ pub struct GrpcServer {
     max_concurrent: usize,
     max_connection_age: Option<Duration>,
     security: Security,
+    /// Methods that finish admitted work, with reserved permits (see
+    /// `shed`).
+    finishing: HashSet<String>,
 }
 
 impl GrpcServer {
@@ -84,6 +88,7 @@ impl GrpcServer {
             max_concurrent: args.max_concurrent_requests,
             max_connection_age: args.max_connection_age,
             security,
+            finishing: HashSet::new(),
         })
     }
 
@@ -107,6 +112,17 @@ impl GrpcServer {
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         self.readiness.add(name, severity, check);
+        self
+    }
+
+    /// Marks methods of `service` (its gRPC name, e.g.
+    /// `rapport.v1.RoutingService`) as finishing work already admitted:
+    /// under overload they are shed only after a second `--max-concurrent-
+    /// requests` of their own is also in use, so ending contacts and keeping
+    /// agents logged in never competes with new contacts for permits.
+    pub fn finishing_methods(mut self, service: &str, methods: &[&str]) -> Self {
+        self.finishing
+            .extend(methods.iter().map(|m| format!("/{service}/{m}")));
         self
     }
 
@@ -144,6 +160,7 @@ impl GrpcServer {
             max_concurrent,
             max_connection_age,
             security,
+            finishing,
         } = self;
 
         let reflection_v1 = reflection(&services)
@@ -198,7 +215,7 @@ impl GrpcServer {
         let stack = tower::ServiceBuilder::new()
             .layer(ObserveLayer::server())
             .option_layer(security.tokens().map(AuthLayer::new))
-            .layer(ShedLayer::new(max_concurrent));
+            .layer(ShedLayer::with_finishing(max_concurrent, finishing));
         let mut builder = tonic::transport::Server::builder();
         if let Some(age) = max_connection_age {
             builder = builder

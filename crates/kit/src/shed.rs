@@ -3,7 +3,15 @@
 //! so callers fail fast and retry elsewhere instead of queueing until every
 //! one of them times out. Health checks and reflection are never shed: an
 //! overloaded replica must not look dead to its orchestrator.
+//!
+//! A service may name methods that finish work already admitted (answering
+//! an offer, completing a contact, an agent's heartbeat). Those get a second
+//! pool of N permits of their own once the shared one is full: shedding
+//! them would keep agents reserved for contacts that are over, so overload
+//! would shrink the capacity that could end it. New work (a new contact) is
+//! shed first.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,13 +23,33 @@ use tonic::body::Body;
 /// Sheds calls beyond `limit` concurrent ones.
 #[derive(Clone)]
 pub struct ShedLayer {
+    pools: Arc<Pools>,
+}
+
+struct Pools {
     permits: Arc<Semaphore>,
+    /// Taken by `finishing` methods when `permits` is exhausted.
+    reserve: Arc<Semaphore>,
+    /// Full gRPC paths, `/package.Service/Method`.
+    finishing: HashSet<String>,
 }
 
 impl ShedLayer {
     pub fn new(limit: usize) -> Self {
+        Self::with_finishing(limit, HashSet::new())
+    }
+
+    /// `finishing` methods (full paths, `/package.Service/Method`) may also
+    /// take one of `limit` reserved permits when the shared ones are gone.
+    pub fn with_finishing(limit: usize, finishing: HashSet<String>) -> Self {
+        let limit = limit.max(1);
+        let reserve = if finishing.is_empty() { 0 } else { limit };
         Self {
-            permits: Arc::new(Semaphore::new(limit.max(1))),
+            pools: Arc::new(Pools {
+                permits: Arc::new(Semaphore::new(limit)),
+                reserve: Arc::new(Semaphore::new(reserve)),
+                finishing,
+            }),
         }
     }
 }
@@ -31,7 +59,7 @@ impl<S> tower::Layer<S> for ShedLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Shed {
             inner,
-            permits: self.permits.clone(),
+            pools: self.pools.clone(),
         }
     }
 }
@@ -39,7 +67,7 @@ impl<S> tower::Layer<S> for ShedLayer {
 #[derive(Clone)]
 pub struct Shed<S> {
     inner: S,
-    permits: Arc<Semaphore>,
+    pools: Arc<Pools>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -63,7 +91,15 @@ where
         if path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") {
             return Box::pin(self.inner.call(request));
         }
-        match self.permits.clone().try_acquire_owned() {
+        let pools = &self.pools;
+        let permit = pools.permits.clone().try_acquire_owned().or_else(|e| {
+            if pools.finishing.contains(path) {
+                pools.reserve.clone().try_acquire_owned()
+            } else {
+                Err(e)
+            }
+        });
+        match permit {
             Ok(permit) => {
                 let future = self.inner.call(request);
                 Box::pin(async move {

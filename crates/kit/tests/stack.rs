@@ -55,9 +55,20 @@ impl ClassificationService for Slow {
 }
 
 async fn start(args: ServerArgs, service: Slow) -> (String, tokio::sync::oneshot::Sender<()>) {
+    start_with(args, service, &[]).await
+}
+
+/// `finishing`: methods of the classification service given reserved
+/// permits.
+async fn start_with(
+    args: ServerArgs,
+    service: Slow,
+    finishing: &[&str],
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     let server = GrpcServer::bind(&args, 0)
         .await
         .expect("binds")
+        .finishing_methods("rapport.v1.ClassificationService", finishing)
         .add_service(ClassificationServiceServer::new(service));
     let url = format!("http://{}", server.local_addr());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -65,6 +76,43 @@ async fn start(args: ServerArgs, service: Slow) -> (String, tokio::sync::oneshot
         let _ = stopped.await;
     }));
     (url, stop)
+}
+
+/// Six slow calls at once against a limit of two: how many were served and
+/// how many shed.
+async fn served_and_shed(url: String) -> (usize, usize) {
+    let channel = tonic::transport::Channel::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
+    let calls = (0..6).map(|_| {
+        let mut client = ClassificationServiceClient::new(channel.clone());
+        async move { client.classify(pb::ClassifyRequest::default()).await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let served = results.iter().filter(|r| r.is_ok()).count();
+    let shed = results
+        .iter()
+        .filter(|r| matches!(r, Err(s) if s.code() == tonic::Code::ResourceExhausted))
+        .count();
+    (served, shed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_methods_have_a_reserve_of_permits_and_are_shed_only_beyond_it() {
+    let slow = || Slow {
+        delay: Duration::from_millis(300),
+        next: None,
+    };
+    let mut args = ServerArgs::ephemeral();
+    args.max_concurrent_requests = 2;
+    // Classify marked as finishing: two shared permits plus two reserved.
+    let (url, _stop) = start_with(args.clone(), slow(), &["Classify"]).await;
+    assert_eq!(served_and_shed(url).await, (4, 2));
+    // Marking another method leaves Classify to the shared permits.
+    let (url, _stop) = start_with(args, slow(), &["ClassifyStream"]).await;
+    assert_eq!(served_and_shed(url).await, (2, 4));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,19 @@ pub use config::Config;
 /// The port served on when `--listen` is not given.
 pub const DEFAULT_PORT: u16 = 50053;
 
+/// Routing's methods that finish or sustain work already admitted (an
+/// offer answered, a contact ended, an agent kept on duty): they keep
+/// reserved permits when new contacts are shed.
+pub const FINISHING_METHODS: &[&str] = &[
+    "AcceptOffer",
+    "RejectOffer",
+    "CompleteCall",
+    "AbandonCall",
+    "Heartbeat",
+    "SetAgentStatus",
+    "LoginAgent",
+];
+
 /// A built routing service, bound and connected, ready to serve.
 pub struct App {
     server: GrpcServer,
@@ -123,6 +136,14 @@ impl rapport_kit::Service for App {
         )?;
         let server = GrpcServer::bind(&config.server, DEFAULT_PORT)
             .await?
+            // Under overload new contacts are shed before the calls that end
+            // contacts or keep agents on duty: shedding those would leave
+            // agents reserved for contacts that are over (or log them out),
+            // and the capacity that could end the overload would shrink.
+            .finishing_methods(
+                <RoutingServiceServer<service::Routing> as tonic::server::NamedService>::NAME,
+                FINISHING_METHODS,
+            )
             .add_service(
                 RoutingServiceServer::new(routing)
                     .max_decoding_message_size(rapport_kit::validate::MAX_MESSAGE_BYTES),
@@ -195,5 +216,34 @@ pub fn tunables(
         call_ttl_s: policy.call_ttl_s,
         learning_rate: 0.2,
         busy_ttl_s: state::DEFAULT_BUSY_TTL_S,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    /// A misspelt name would silently leave a method to the shared permits.
+    #[test]
+    fn every_finishing_method_is_a_method_of_the_routing_service() {
+        let set = prost_types::FileDescriptorSet::decode(rapport_proto::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
+        let methods: Vec<String> = set
+            .file
+            .iter()
+            .filter(|f| f.package() == "rapport.v1")
+            .flat_map(|f| &f.service)
+            .filter(|s| s.name() == "RoutingService")
+            .flat_map(|s| &s.method)
+            .map(|m| m.name().to_owned())
+            .collect();
+        assert!(methods.len() > 10, "{methods:?}");
+        for m in super::FINISHING_METHODS {
+            assert!(
+                methods.iter().any(|x| x == m),
+                "{m} is not a method: {methods:?}"
+            );
+        }
+        assert!(!super::FINISHING_METHODS.contains(&"RouteCall"));
     }
 }
