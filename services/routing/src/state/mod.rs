@@ -671,22 +671,37 @@ impl LiveState {
                 .collect()
         };
         let list = rest
-            .chunks_exact(9)
-            .map(|c| {
-                let load: f64 = c[5].parse().unwrap_or(0.0);
-                let capacity: f64 = c[6].parse().unwrap_or(0.0);
-                Candidate {
-                    agent_id: c[0].clone(),
-                    score: c[1].parse().unwrap_or(0.0),
-                    idle_since_ms: c[2].parse().unwrap_or(0),
-                    empathy: c[3].parse().unwrap_or(0.0),
-                    de_escalation: c[4].parse().unwrap_or(0.0),
+            .iter()
+            .map(|line| {
+                let c: Vec<&str> = line.split('\t').collect();
+                let [
+                    id,
+                    score,
+                    idle,
+                    empathy,
+                    de_escalation,
+                    load,
+                    capacity,
+                    dialects,
+                    languages,
+                ] = c[..]
+                else {
+                    return Err(StateError::Corrupt(format!("candidate {line:?}")));
+                };
+                let load: f64 = load.parse().unwrap_or(0.0);
+                let capacity: f64 = capacity.parse().unwrap_or(0.0);
+                Ok(Candidate {
+                    agent_id: id.to_owned(),
+                    score: score.parse().unwrap_or(0.0),
+                    idle_since_ms: idle.parse().unwrap_or(0),
+                    empathy: empathy.parse().unwrap_or(0.0),
+                    de_escalation: de_escalation.parse().unwrap_or(0.0),
                     occupancy: if capacity > 0.0 { load / capacity } else { 0.0 },
-                    dialects: list_of(&c[7]),
-                    languages: list_of(&c[8]),
-                }
+                    dialects: list_of(dialects),
+                    languages: list_of(languages),
+                })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(Candidates { eligible, list })
     }
 
