@@ -7,6 +7,7 @@
 mod floors;
 mod load;
 mod outreach;
+mod plot;
 mod report;
 mod scenarios;
 
@@ -452,6 +453,32 @@ async fn main() -> anyhow::Result<()> {
                     "ms",
                     "RouteCall p99 ≤ 10 ms",
                 ));
+                // The mesh's capacity in the same configuration, closed loop
+                // after the open-loop point: whether the offered rate was
+                // within it is what the p99 above means.
+                let capacity = suite
+                    .point(
+                        &format!(
+                            "RouteCall cycle ({target} agents, {} profiles)",
+                            args.million_profiles
+                        ),
+                        op.clone(),
+                        Mode::Closed {
+                            in_flight: args.saturate,
+                        },
+                    )
+                    .await;
+                comparisons.push(Comparison::new(
+                    &format!(
+                        "RouteCall cycles/s saturated, {target} agents, {} profiles",
+                        args.million_profiles
+                    ),
+                    capacity.rps,
+                    "the million point's offered rate",
+                    args.million_rate,
+                    "rps",
+                    "≥ 1: the offered rate is within capacity",
+                ));
                 million_books = Some(op.books());
             }
         };
@@ -649,6 +676,16 @@ fn write_report(args: &Args, report: &Report) -> anyhow::Result<()> {
     std::fs::write(args.out.join("latest.md"), &md)?;
     let _ = writeln!(std::io::stdout(), "{md}");
     say(&format!("wrote {}/latest.{{json,md}}", args.out.display()));
+    // A plot that cannot be drawn must not fail a run whose report is
+    // already written.
+    match plot::write_plots(report, &args.out) {
+        Ok(paths) => {
+            for p in paths {
+                say(&format!("wrote {}", p.display()));
+            }
+        }
+        Err(e) => say(&format!("plots not written: {e:#}")),
+    }
     Ok(())
 }
 

@@ -203,10 +203,21 @@ impl Report {
         let b = &self.route_books;
         if b.routed > 0 {
             out.push_str(&format!(
-            "\nRoute correctness (the generator's own books, all route runs): {} routed, {} assigned, {} queued ({} later assigned from the queue, {} still queued at the end), {} completed, **{} double assignments**, **{} lost contacts**, {} accept / {} complete errors.\n",
+            "\nRoute correctness (the generator's own books, all route runs): {} routed, {} assigned, {} queued ({} later assigned from the queue, {} still queued at the end), {} completed, **{} double assignments**, **{} lost contacts**, {} accept / {} complete errors, {} accept / complete calls tried again after being shed.\n",
             b.routed, b.assigned, b.queued, b.assigned_from_queue, b.queued_at_end, b.completed,
-            b.double_assignments, b.lost, b.accept_errors, b.complete_errors
+            b.double_assignments, b.lost, b.accept_errors, b.complete_errors, b.follow_up_retries
         ));
+            if !b.queued_by_group.is_empty() {
+                let groups: Vec<String> = b
+                    .queued_by_group
+                    .iter()
+                    .map(|(g, n)| format!("`{g}` {n}"))
+                    .collect();
+                out.push_str(&format!(
+                    "Queued by requirement group: {}.\n",
+                    groups.join(", ")
+                ));
+            }
         }
         for n in &self.notes {
             out.push_str(&format!("\n- {n}"));

@@ -5,7 +5,7 @@
 //! agent holds which contact, so it can count double assignments and lost
 //! contacts without trusting the server.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -196,6 +196,12 @@ pub struct RouteBooks {
     pub queued_at_end: u64,
     pub accept_errors: u64,
     pub complete_errors: u64,
+    /// AcceptOffer / CompleteCall calls tried again after the mesh shed
+    /// them (RESOURCE_EXHAUSTED) or could not be reached, as a desktop does.
+    pub follow_up_retries: u64,
+    /// Queued contacts by the requirement group routing queued them in:
+    /// which requirements the logged-in agents could not meet at once.
+    pub queued_by_group: BTreeMap<String, u64>,
 }
 
 impl RouteBooks {
@@ -211,6 +217,10 @@ impl RouteBooks {
         self.queued_at_end += o.queued_at_end;
         self.accept_errors += o.accept_errors;
         self.complete_errors += o.complete_errors;
+        self.follow_up_retries += o.follow_up_retries;
+        for (group, n) in &o.queued_by_group {
+            *self.queued_by_group.entry(group.clone()).or_default() += n;
+        }
     }
 }
 
@@ -284,40 +294,73 @@ fn book_assignment(books: &Mutex<Books>, agent: &str, call: &str) -> bool {
     }
 }
 
+/// Tries a desktop's call again, as a desktop does, while the mesh sheds it
+/// or cannot be reached: up to 8 tries, 10 ms apart and doubling to 320 ms.
+/// Giving up at once would leave the agent reserved for a contact that is
+/// over, which no real desktop does.
+async fn desktop_call<T, F, Fut>(books: &Mutex<Books>, mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut pause = std::time::Duration::from_millis(10);
+    for _ in 1..8 {
+        match call().await {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::ResourceExhausted | tonic::Code::Unavailable
+                ) =>
+            {
+                books.lock().expect("books").counts.follow_up_retries += 1;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(320));
+            }
+            result => return result,
+        }
+    }
+    call().await
+}
+
 /// Accepts and completes `call` for `agent`, then whatever queued contact
 /// the completion hands the agent, until it is handed none.
 async fn cycle(
-    mut client: RoutingServiceClient<Channel>,
+    client: RoutingServiceClient<Channel>,
     books: Arc<Mutex<Books>>,
     mut agent: String,
     mut call: String,
     mut offer: String,
 ) {
     loop {
-        if client
-            .accept_offer(pb::AcceptOfferRequest {
+        let accepted = desktop_call(&books, || {
+            let mut client = client.clone();
+            let request = pb::AcceptOfferRequest {
                 agent_id: agent.clone(),
                 offer_id: offer.clone(),
                 ..Default::default()
-            })
-            .await
-            .is_err()
-        {
+            };
+            async move { client.accept_offer(request).await.map(|_| ()) }
+        })
+        .await;
+        if accepted.is_err() {
             books.lock().expect("books").counts.accept_errors += 1;
         }
         // The agent is released during CompleteCall: strike it from the books
         // before, so a RouteCall answered meanwhile is not miscounted.
         books.lock().expect("books").holding.remove(&agent);
-        let done = client
-            .complete_call(pb::CompleteCallRequest {
+        let done = desktop_call(&books, || {
+            let mut client = client.clone();
+            let request = pb::CompleteCallRequest {
                 call_id: call.clone(),
                 agent_id: agent.clone(),
                 outcome: pb::ContactOutcome::Resolved as i32,
                 handle_s: 60,
                 csat: 5,
                 ..Default::default()
-            })
-            .await;
+            };
+            async move { client.complete_call(request).await }
+        })
+        .await;
         let next = match done {
             Ok(reply) => {
                 books.lock().expect("books").counts.completed += 1;
@@ -383,6 +426,8 @@ impl Op for RouteOp {
                 }
                 Some(pb::RouteOutcome::Queued | pb::RouteOutcome::CallbackOffered) => {
                     b.counts.queued += 1;
+                    let group = decision.requirements.map(|r| r.group).unwrap_or_default();
+                    *b.counts.queued_by_group.entry(group).or_default() += 1;
                     b.waiting.insert(call_id);
                     Ok(None)
                 }

@@ -1,8 +1,8 @@
 //! The whole benchmark, shrunk: every scenario runs against the real mesh
 //! (the debug binaries beside `rapport-bench`) with tiny counts and
-//! durations, and the report must hold every figure with its floor and
-//! books without a double assignment or a lost contact. No figure is
-//! checked: numbers come from `make bench`, never from a test.
+//! durations, and the report must hold every figure with its floor, books
+//! without a double assignment or a lost contact, and its two plots. No
+//! figure is checked: numbers come from `make bench`, never from a test.
 
 use std::process::Command;
 
@@ -62,6 +62,7 @@ fn every_scenario_runs_and_reports_its_figures_with_clean_books() {
         "LookupByPhone p50, 1 in flight",
         "Classify p50, 1 in flight",
         "agents, 200 profiles",
+        "RouteCall cycles/s saturated, 30 agents, 200 profiles",
         "RouteCall p50 at 40 agents",
     ] {
         assert!(
@@ -81,4 +82,11 @@ fn every_scenario_runs_and_reports_its_figures_with_clean_books() {
     assert_eq!(books["lost"], 0, "{books}");
     let md = std::fs::read_to_string(out.path().join("latest.md")).expect("latest.md");
     assert!(md.contains("**0 double assignments**"), "{md}");
+    for plot in ["latency-vs-load.png", "p50-vs-agents.png"] {
+        let bytes = std::fs::read(out.path().join(plot)).expect(plot);
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{plot} is not a PNG"
+        );
+    }
 }
