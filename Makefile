@@ -63,6 +63,11 @@ bench: ## Release build, then the benchmark suite with its floors (≤ 15 min) �
 	$(CARGO) build --release --workspace --bins
 	./target/release/rapport-bench --out bench/results $(BENCH_ARGS)
 
+.PHONY: flamegraph
+flamegraph: ## Flame graph of the whole mesh while RouteCall cycles run saturated (needs perf and inferno) → bench/results/flame-mesh.svg
+	$(CARGO) build --release --workspace --bins
+	scripts/flamegraph.sh
+
 .PHONY: bench-1m
 bench-1m: ## A million customers: import, point reads (SQLite and PostgreSQL), due-index rebuild, care-task claims (≈ 20 min) → bench/results/1m*.md
 	@scripts/ensure-deps.sh redis postgres
