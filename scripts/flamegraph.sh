@@ -45,6 +45,6 @@ for pid in ${pids//,/ }; do
   name=$(cat "$work/name-$pid" 2>/dev/null || echo "pid-$pid")
   grep -E "^[^;]*-$pid(/[0-9]+)?;" "$work/pid.folded" | sed -E "s/^[^;]*;/$name;/" >>"$work/all.folded" || true
 done
-inferno-flamegraph --title "Rapport mesh, RouteCall cycles saturated" <"$work/all.folded" >"$out/flame-mesh.svg"
+inferno-flamegraph --minwidth 0.5 --title "Rapport mesh, RouteCall cycles saturated" <"$work/all.folded" >"$out/flame-mesh.svg"
 grep "RouteCall cycle (100" "$work/bench.log" || true
 echo "flamegraph: wrote $out/flame-mesh.svg"
