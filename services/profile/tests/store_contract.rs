@@ -91,11 +91,86 @@ async fn postgres() -> (PostgresStore, rapport_testkit::postgres::TestPostgres) 
     (store, pg)
 }
 
+/// SQLite's group commit writes contacts without savepoints first; a
+/// contact that fails after its first write (here: a trigger refuses its
+/// change-feed row, after its contact row and the customer's counters were
+/// written) must make the committer replay the batch with savepoints, so
+/// that contact is rolled back alone and the others still commit.
+#[tokio::test]
+async fn sqlite_a_contact_failing_after_its_first_write_is_rolled_back_alone() {
+    let (store, dir) = sqlite().await;
+    let url = format!("sqlite://{}", dir.path().join("profile.db").display());
+    let raw = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("raw connection");
+    for i in 0..4 {
+        store
+            .upsert_customer(
+                &cases::reference(&format!("P-{i}"), &format!("1390013900{i}")),
+                cases::now(),
+            )
+            .await
+            .expect("upsert");
+    }
+    sqlx::query(
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON changes \
+         WHEN NEW.ref_id = 'p-poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+    )
+    .execute(&raw)
+    .await
+    .expect("trigger");
+    let calls = (0..100).map(|n| {
+        let store = &store;
+        async move {
+            let id = if n == 40 {
+                "p-poison".to_owned()
+            } else {
+                format!("p-{n}")
+            };
+            let c = cases::contact(&id, cases::now() - Duration::minutes(n));
+            (
+                n,
+                store
+                    .record_contact(&format!("P-{}", n % 4), &c, cases::now())
+                    .await,
+            )
+        }
+    });
+    for (n, r) in futures::future::join_all(calls).await {
+        if n == 40 {
+            assert!(r.is_err(), "the poisoned contact was recorded: {r:?}");
+        } else {
+            assert!(matches!(r, Ok(true)), "call {n}: {r:?}");
+        }
+    }
+    let mut total = 0;
+    let mut rows = 0;
+    for i in 0..4 {
+        let p = store
+            .get_profile(&format!("P-{i}"), cases::now())
+            .await
+            .expect("get");
+        total += p.summary.total_contacts;
+        rows += p.summary.recent_contacts.len();
+    }
+    // Neither the poisoned contact's row nor its counter survived.
+    assert_eq!(total, 99);
+    let (poisoned,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM contacts WHERE contact_id = 'p-poison'")
+            .fetch_one(&raw)
+            .await
+            .expect("count");
+    assert_eq!(poisoned, 0);
+    assert!(rows > 0);
+    raw.close().await;
+    store.close().await;
+}
+
 mod cases {
     use super::*;
 
     /// The instant every case treats as "now".
-    fn now() -> DateTime<Utc> {
+    pub fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2025-06-16T09:30:00Z")
             .expect("valid")
             .with_timezone(&Utc)
@@ -115,7 +190,7 @@ mod cases {
     }
 
     /// The reference VIP customer of DESIGN.md §3, every field set.
-    fn reference(id: &str, phone: &str) -> CustomerInput {
+    pub fn reference(id: &str, phone: &str) -> CustomerInput {
         CustomerInput {
             customer_id: id.into(),
             name: "陈先生".into(),
@@ -174,7 +249,7 @@ mod cases {
         }
     }
 
-    fn contact(id: &str, started_at: DateTime<Utc>) -> Contact {
+    pub fn contact(id: &str, started_at: DateTime<Utc>) -> Contact {
         Contact {
             contact_id: id.into(),
             channel: Channel::Voice,

@@ -4,11 +4,12 @@
 //! the writer commits a thousand times a second, each commit an fsync of
 //! the WAL (`synchronous=FULL`) and a share of the checkpoints. The
 //! committer instead takes every contact waiting when the writer frees up
-//! and writes them in one transaction, each inside its own savepoint: a
-//! contact that fails (unknown customer) is rolled back alone and answered
-//! with its error, the others commit together, and nobody is answered
-//! before the commit that holds their write. Each RPC stays atomic; what
-//! is shared is the fsync.
+//! and writes them in one transaction: a contact that fails (unknown
+//! customer) is rolled back alone and answered with its error, the others
+//! commit together, and nobody is answered before the commit that holds
+//! their write. Each RPC stays atomic; what is shared is the fsync. (The
+//! SQLite committer writes without savepoints and replays a batch with one
+//! per contact only when a contact fails after its first write.)
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};

@@ -197,33 +197,27 @@ const JSON_AGG: &str = "json_group_array";
 super::sql::sql_store!(SqliteStore);
 
 /// The committer of `store::group`: each batch is one `BEGIN IMMEDIATE`
-/// transaction with one savepoint per contact. A contact whose own writes
-/// fail is rolled back to its savepoint and answered with its error; the
-/// rest are answered after the commit, with its error if it fails.
+/// transaction. A contact whose own writes fail is rolled back alone and
+/// answered with its error; the rest are answered after the commit, with
+/// its error if it fails.
+///
+/// Contacts are first written without savepoints: a savepoint and its
+/// release are two of a contact's six statements, each a round trip to
+/// sqlx's worker thread. The only error that path tolerates is an unknown
+/// customer, found by a read before any write. Any other error may come
+/// after some of that contact's writes, so the whole batch is rolled back
+/// and written again with one savepoint per contact.
 async fn commit_contacts(writer: SqlitePool, mut jobs: mpsc::Receiver<group::Job>) {
     while let Some(batch) = group::next_batch(&mut jobs).await {
-        let mut results: Vec<Result<bool, StoreError>> = Vec::with_capacity(batch.len());
-        let committed: Result<(), StoreError> = async {
-            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-            for job in &batch {
-                let mut savepoint = tx.begin().await?;
-                match record_contact_in(&mut savepoint, &job.customer_id, &job.contact, job.now)
-                    .await
-                {
-                    Ok(created) => {
-                        savepoint.commit().await?;
-                        results.push(Ok(created));
-                    }
-                    Err(e) => {
-                        savepoint.rollback().await?;
-                        results.push(Err(e));
-                    }
-                }
+        let (committed, results) = match write_batch(&writer, &batch).await {
+            Ok(done) => done,
+            Err(Unclean) => {
+                metrics::counter!("rapport_profile_group_commit_replays_total").increment(1);
+                let mut results = Vec::with_capacity(batch.len());
+                let committed = write_batch_savepoints(&writer, &batch, &mut results).await;
+                (committed, results)
             }
-            tx.commit().await?;
-            Ok(())
-        }
-        .await;
+        };
         let mut results = results.into_iter();
         for job in batch {
             let result = match (&committed, results.next()) {
@@ -240,4 +234,58 @@ async fn commit_contacts(writer: SqlitePool, mut jobs: mpsc::Receiver<group::Job
             let _ = job.reply.send(result);
         }
     }
+}
+
+/// A batch written without savepoints met an error other than an unknown
+/// customer; nothing of it was committed.
+struct Unclean;
+
+/// Writes `batch` in one transaction without savepoints (see
+/// `commit_contacts`): the commit's outcome and each contact's own result.
+/// `record_contact_in` reports an unknown customer only from its first
+/// statement, a read, so such a contact wrote nothing and the others can
+/// commit.
+async fn write_batch(
+    writer: &SqlitePool,
+    batch: &[group::Job],
+) -> Result<(Result<(), StoreError>, Vec<Result<bool, StoreError>>), Unclean> {
+    let mut tx = writer
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|_| Unclean)?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        match record_contact_in(&mut tx, &job.customer_id, &job.contact, job.now).await {
+            Ok(created) => results.push(Ok(created)),
+            Err(StoreError::CustomerNotFound) => results.push(Err(StoreError::CustomerNotFound)),
+            // Dropping the transaction rolls it back.
+            Err(_) => return Err(Unclean),
+        }
+    }
+    Ok((tx.commit().await.map_err(StoreError::from), results))
+}
+
+/// Writes `batch` in one transaction with a savepoint per contact, pushing
+/// each contact's own result into `results`; returns the transaction's.
+async fn write_batch_savepoints(
+    writer: &SqlitePool,
+    batch: &[group::Job],
+    results: &mut Vec<Result<bool, StoreError>>,
+) -> Result<(), StoreError> {
+    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
+    for job in batch {
+        let mut savepoint = tx.begin().await?;
+        match record_contact_in(&mut savepoint, &job.customer_id, &job.contact, job.now).await {
+            Ok(created) => {
+                savepoint.commit().await?;
+                results.push(Ok(created));
+            }
+            Err(e) => {
+                savepoint.rollback().await?;
+                results.push(Err(e));
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
 }
