@@ -22,6 +22,8 @@ pub struct ServerArgs {
 
     /// Most RPCs served at once across all connections; beyond it calls
     /// are answered RESOURCE_EXHAUSTED immediately (health checks excepted).
+    /// Methods that finish admitted work (routing's answers to offers,
+    /// completions, heartbeats) have as many permits again of their own.
     #[arg(
         long = "max-concurrent-requests",
         env = "RAPPORT_MAX_CONCURRENT_REQUESTS",
