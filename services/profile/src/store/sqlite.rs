@@ -249,10 +249,13 @@ async fn write_batch(
     writer: &SqlitePool,
     batch: &[group::Job],
 ) -> Result<(Result<(), StoreError>, Vec<Result<bool, StoreError>>), Unclean> {
-    let mut tx = writer
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(|_| Unclean)?;
+    // A transaction that cannot start wrote nothing: every contact gets
+    // its error now, rather than waiting out the busy timeout again in a
+    // replay.
+    let mut tx = match writer.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => return Ok((Err(StoreError::from(e)), Vec::new())),
+    };
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         match record_contact_in(&mut tx, &job.customer_id, &job.contact, job.now).await {
