@@ -4,6 +4,7 @@
 //! same load generator in the same run, and writes `latest.json` and
 //! `latest.md` (figures, floors, ratios, the machine) to `--out`.
 
+mod breakdown;
 mod floors;
 mod load;
 mod outreach;
@@ -196,6 +197,8 @@ async fn main() -> anyhow::Result<()> {
             points: Vec::new(),
             scaling: Vec::new(),
             redis: Vec::new(),
+            route_hops: Vec::new(),
+            cycle_cpu: Vec::new(),
             route_books: scenarios::RouteBooks::default(),
             notes,
         };
@@ -263,10 +266,19 @@ async fn main() -> anyhow::Result<()> {
     say(notes.last().map_or("", String::as_str));
 
     let route = scenarios::RouteOp::new(routing.clone(), "bench", profiles);
+    let mut route_hops = Vec::new();
     if want("route") {
+        let before = breakdown::snapshot(&mesh).await?;
         let r1 = suite
             .point(&format!("RouteCall ({agents} agents)"), route.clone(), one)
             .await;
+        route_hops = breakdown::route_hops(&before, &breakdown::snapshot(&mesh).await?);
+        for h in &route_hops {
+            say(&format!(
+                "  {:<52} {:>5.2} per RouteCall  mean {:>7.3} ms",
+                h.what, h.per_call, h.mean_ms
+            ));
+        }
         comparisons.push(Comparison::new(
             "RouteCall p50, 1 in flight",
             r1.p50_us as f64 / 1000.0,
@@ -276,7 +288,9 @@ async fn main() -> anyhow::Result<()> {
             "≤ 4",
         ));
     }
+    let mut cycle_cpu = Vec::new();
     if want("route") {
+        let before = breakdown::snapshot(&mesh).await?;
         let rs = suite
             .point(
                 &format!("RouteCall cycle ({agents} agents)"),
@@ -284,6 +298,13 @@ async fn main() -> anyhow::Result<()> {
                 sat,
             )
             .await;
+        cycle_cpu = breakdown::cpu_per_route(&before, &breakdown::snapshot(&mesh).await?);
+        for h in &cycle_cpu {
+            say(&format!(
+                "  CPU per cycle: {:<40} {:>7.3} ms",
+                h.what, h.mean_ms
+            ));
+        }
         comparisons.push(Comparison::new(
             "RouteCall cycles/s saturated (RouteCall+AcceptOffer+CompleteCall)",
             rs.rps,
@@ -630,6 +651,8 @@ async fn main() -> anyhow::Result<()> {
         points: suite.points,
         scaling,
         redis,
+        route_hops,
+        cycle_cpu,
         route_books: books,
         notes,
     };

@@ -94,6 +94,11 @@ pub struct Report {
     pub points: Vec<Stats>,
     pub scaling: Vec<ScalingPoint>,
     pub redis: Vec<RedisFigure>,
+    /// Where a RouteCall's time goes at one in flight (`breakdown`).
+    pub route_hops: Vec<crate::breakdown::Hop>,
+    /// CPU per RouteCall cycle of each process, saturated
+    /// (`breakdown::cpu_per_route`).
+    pub cycle_cpu: Vec<crate::breakdown::Hop>,
     pub route_books: RouteBooks,
     pub notes: Vec<String>,
 }
@@ -200,6 +205,29 @@ impl Report {
                 ));
             }
         }
+        if !self.route_hops.is_empty() {
+            out.push_str(
+                "\nWhere a RouteCall's time goes, 1 in flight (means from the services' own \
+                 histograms and Redis's command statistics; a client time less its server's is \
+                 the hop):\n\n| hop | calls per RouteCall | mean ms |\n|---|---:|---:|\n",
+            );
+            for h in &self.route_hops {
+                out.push_str(&format!(
+                    "| {} | {:.2} | {:.3} |\n",
+                    h.what, h.per_call, h.mean_ms
+                ));
+            }
+        }
+        if !self.cycle_cpu.is_empty() {
+            out.push_str(
+                "\nCPU per RouteCall cycle while cycles run saturated (user + system time from \
+                 /proc, per RouteCall; steadier than rates on a shared machine):\n\n\
+                 | process | CPU ms per cycle |\n|---|---:|\n",
+            );
+            for h in &self.cycle_cpu {
+                out.push_str(&format!("| {} | {:.3} |\n", h.what, h.mean_ms));
+            }
+        }
         let b = &self.route_books;
         if b.routed > 0 {
             out.push_str(&format!(
@@ -293,6 +321,16 @@ mod tests {
                 p50_ms: Some(0.04),
                 p99_ms: None,
             }],
+            route_hops: vec![crate::breakdown::Hop {
+                what: "routing RouteCall (server)".into(),
+                per_call: 1.0,
+                mean_ms: 1.5,
+            }],
+            cycle_cpu: vec![crate::breakdown::Hop {
+                what: "redis".into(),
+                per_call: 1.0,
+                mean_ms: 0.25,
+            }],
             route_books: RouteBooks {
                 routed: 3,
                 ..RouteBooks::default()
@@ -314,6 +352,11 @@ mod tests {
         assert!(md.contains("| 100 | 1.50 | 3.00 | 500 |"), "{md}");
         assert!(md.contains("| SET | 1 | 20000 | 0.040 | – |"), "{md}");
         assert!(md.contains("**0 double assignments**"), "{md}");
+        assert!(
+            md.contains("| routing RouteCall (server) | 1.00 | 1.500 |"),
+            "{md}"
+        );
+        assert!(md.contains("| redis | 0.250 |"), "{md}");
         // Every table row has the same number of cells as its header.
         for table in md.split("\n\n") {
             let rows: Vec<_> = table.lines().filter(|l| l.starts_with('|')).collect();

@@ -80,7 +80,45 @@ fn every_scenario_runs_and_reports_its_figures_with_clean_books() {
     assert!(books["routed"].as_u64().unwrap_or(0) > 0, "{books}");
     assert_eq!(books["double_assignments"], 0, "{books}");
     assert_eq!(books["lost"], 0, "{books}");
+    // The breakdown read every hop from the running mesh: each one a
+    // positive time, once per RouteCall for the server and both
+    // dependencies, and every process's CPU per cycle.
+    let hops = report["route_hops"].as_array().expect("route_hops");
+    for what in [
+        "routing RouteCall (server)",
+        "profile LookupByPhone (server)",
+        "classification Classify (server)",
+    ] {
+        let hop = hops
+            .iter()
+            .find(|h| h["what"] == what)
+            .unwrap_or_else(|| panic!("{what:?} missing from {hops:#?}"));
+        assert!(hop["mean_ms"].as_f64().is_some_and(|v| v > 0.0), "{hop}");
+        assert!(
+            hop["per_call"].as_f64().is_some_and(|v| (v - 1.0).abs() < 0.2),
+            "{hop}"
+        );
+    }
+    assert!(
+        hops.iter().any(|h| h["what"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("redis evalsha"))),
+        "{hops:#?}"
+    );
+    let cpu = report["cycle_cpu"].as_array().expect("cycle_cpu");
+    // /proc counts in 10 ms ticks, which a process may not reach in this
+    // short a point; the whole mesh does.
+    for process in ["routing", "profile", "classification", "redis", "all of them"] {
+        let line = cpu
+            .iter()
+            .find(|h| h["what"] == process)
+            .unwrap_or_else(|| panic!("{process:?} missing from {cpu:#?}"));
+        let least = if process == "all of them" { f64::MIN_POSITIVE } else { 0.0 };
+        assert!(line["mean_ms"].as_f64().is_some_and(|v| v >= least), "{line}");
+    }
     let md = std::fs::read_to_string(out.path().join("latest.md")).expect("latest.md");
+    assert!(md.contains("Where a RouteCall's time goes"), "{md}");
+    assert!(md.contains("CPU per RouteCall cycle"), "{md}");
     assert!(md.contains("**0 double assignments**"), "{md}");
     for plot in ["latency-vs-load.png", "p50-vs-agents.png"] {
         let bytes = std::fs::read(out.path().join(plot)).expect(plot);
