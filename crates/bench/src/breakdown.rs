@@ -275,7 +275,7 @@ pub fn route_hops(before: &Snapshot, after: &Snapshot) -> Vec<Hop> {
             (n > 0).then(|| (cmd, n, u1.saturating_sub(u0)))
         })
         .collect();
-    scripts.sort_by(|a, b| b.2.cmp(&a.2));
+    scripts.sort_by_key(|s| std::cmp::Reverse(s.2));
     for (cmd, n, usec) in scripts.into_iter().take(4) {
         hops.push(Hop {
             what: format!("redis {cmd} (CPU inside Redis)"),

@@ -95,7 +95,9 @@ fn every_scenario_runs_and_reports_its_figures_with_clean_books() {
             .unwrap_or_else(|| panic!("{what:?} missing from {hops:#?}"));
         assert!(hop["mean_ms"].as_f64().is_some_and(|v| v > 0.0), "{hop}");
         assert!(
-            hop["per_call"].as_f64().is_some_and(|v| (v - 1.0).abs() < 0.2),
+            hop["per_call"]
+                .as_f64()
+                .is_some_and(|v| (v - 1.0).abs() < 0.2),
             "{hop}"
         );
     }
@@ -108,13 +110,26 @@ fn every_scenario_runs_and_reports_its_figures_with_clean_books() {
     let cpu = report["cycle_cpu"].as_array().expect("cycle_cpu");
     // /proc counts in 10 ms ticks, which a process may not reach in this
     // short a point; the whole mesh does.
-    for process in ["routing", "profile", "classification", "redis", "all of them"] {
+    for process in [
+        "routing",
+        "profile",
+        "classification",
+        "redis",
+        "all of them",
+    ] {
         let line = cpu
             .iter()
             .find(|h| h["what"] == process)
             .unwrap_or_else(|| panic!("{process:?} missing from {cpu:#?}"));
-        let least = if process == "all of them" { f64::MIN_POSITIVE } else { 0.0 };
-        assert!(line["mean_ms"].as_f64().is_some_and(|v| v >= least), "{line}");
+        let least = if process == "all of them" {
+            f64::MIN_POSITIVE
+        } else {
+            0.0
+        };
+        assert!(
+            line["mean_ms"].as_f64().is_some_and(|v| v >= least),
+            "{line}"
+        );
     }
     let md = std::fs::read_to_string(out.path().join("latest.md")).expect("latest.md");
     assert!(md.contains("Where a RouteCall's time goes"), "{md}");
