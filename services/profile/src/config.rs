@@ -39,7 +39,9 @@ pub struct Config {
     )]
     pub default_region: Region,
 
-    /// Most database connections this replica holds.
+    /// Most database connections this replica holds: on PostgreSQL in all;
+    /// on SQLite in each of its two read pools (point reads, scans), which
+    /// open connections only as they are needed, beside its one writer.
     #[arg(
         long = "db-max-connections",
         env = "RAPPORT_DB_MAX_CONNECTIONS",
