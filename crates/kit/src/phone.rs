@@ -106,9 +106,20 @@ pub fn normalize(input: &str, region: Region) -> Result<E164, PhoneError> {
     if !number.is_valid() {
         return Err(PhoneError::Invalid);
     }
-    Ok(E164(
-        number.format().mode(phonenumber::Mode::E164).to_string(),
-    ))
+    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+    // A stored number is looked up again from its E.164 form, so that form
+    // must parse back to itself. phonenumber does not promise it: "00 7
+    // 8000000000" dialled from China is valid as +78000000000, which then
+    // reads as unparsable (the leading 8 is taken for Russia's national
+    // prefix). Such a number is refused rather than stored unreachable.
+    // The check is skipped when the input already is that form.
+    if e164 != input {
+        let again = phonenumber::parse(None, &e164).map_err(|_| PhoneError::Invalid)?;
+        if !again.is_valid() || again.format().mode(phonenumber::Mode::E164).to_string() != e164 {
+            return Err(PhoneError::Invalid);
+        }
+    }
+    Ok(E164(e164))
 }
 
 /// Loads the phone metadata now. The library parses it lazily on first use,
@@ -124,6 +135,14 @@ mod tests {
 
     fn cn() -> Region {
         Region::CN
+    }
+
+    #[test]
+    fn a_number_whose_e164_form_does_not_parse_back_is_refused() {
+        // Found by the fixed-point property: valid as dialled from China,
+        // unparsable once stored as +78000000000.
+        assert_eq!(normalize("0078000000000", cn()), Err(PhoneError::Invalid));
+        assert!(normalize("+78000000000", cn()).is_err());
     }
 
     #[test]
