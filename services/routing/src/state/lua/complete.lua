@@ -7,7 +7,12 @@
 local call, id, csat, wrap = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7] == '1'
 local c = ckey(call)
 local a = akey(id)
-local call_status = redis.call('HGET', c, 'status')
+-- Every field of the contact this script reads, in one call (each
+-- redis.call from Lua has a fixed cost); nothing below changes them before
+-- they are used.
+local v = redis.call('HMGET', c, 'ch', 'group', 'queue_wait_ms', 'attempt', 'empathy_need',
+  'de_escalation_need', 'status', 'agent_id')
+local call_status, holder = v[7], v[8]
 if not call_status then
   return {'err', 'not_found', 'call ' .. call .. ' is unknown'}
 end
@@ -15,7 +20,6 @@ local agent_status = redis.call('HGET', a, 'status')
 if not agent_status then
   return {'err', 'not_found', 'agent ' .. id .. ' is not logged in'}
 end
-local holder = redis.call('HGET', c, 'agent_id')
 if call_status == 'completed' then
   if holder == id then return with_agent({'already', agent_status, '', ''}, id) end
   return {'err', 'failed_precondition', 'call ' .. call .. ' was completed by another agent'}
@@ -26,8 +30,6 @@ end
 if holder ~= id or not redis.call('HGET', hkey(id), call) then
   return {'err', 'failed_precondition', 'agent ' .. id .. ' does not hold call ' .. call}
 end
-local v = redis.call('HMGET', c, 'ch', 'group', 'queue_wait_ms', 'attempt', 'empathy_need',
-  'de_escalation_need')
 if call_status == 'offered' then
   -- Completed without an explicit accept: the contact was answered.
   redis.call('ZREM', DUE, 'offer|' .. call .. '|' .. v[4])

@@ -10,8 +10,9 @@ end
 local call, n = string.match(offer, '^(.+):(%d+)$')
 if call == nil then return {'err', 'not_found', 'offer ' .. offer .. ' is unknown'} end
 local c = ckey(call)
-local v = redis.call('HMGET', c, 'status', 'agent_id', 'offer_id', 'ch', 'group', 'queue_wait_ms')
-if not v[1] or num(n) > num(redis.call('HGET', c, 'attempt')) then
+local v = redis.call('HMGET', c, 'status', 'agent_id', 'offer_id', 'ch', 'group', 'queue_wait_ms',
+  'attempt')
+if not v[1] or num(n) > num(v[7]) then
   return {'err', 'not_found', 'offer ' .. offer .. ' is unknown'}
 end
 if v[3] == offer and v[2] ~= id then
