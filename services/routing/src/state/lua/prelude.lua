@@ -97,7 +97,7 @@ local function reindex(id)
   for ch in string.gmatch(v[1], '[^,]+') do
     local n = tonumber(ch)
     local on
-    if n and n >= 1 and n <= 6 and n % 1 == 0 and ch == tostring(n) then
+    if n and n >= 1 and n <= 6 and ch == tostring(n) then
       on = can_take(v[2], v[3], v[4 + n], v[10 + n], v[4], v[11], ch)
     else
       on = available(id, ch)
