@@ -113,7 +113,7 @@ impl SqliteStore {
         if url.contains(":memory:") || url.contains("mode=memory") {
             // An in-memory database lives as long as one connection to it:
             // keep exactly one, forever, for reads and writes alike.
-            let pool = SqlitePoolOptions::new()
+            let pool = Self::pool_options()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
@@ -133,7 +133,7 @@ impl SqliteStore {
         // before any reader opens it.
         // Kept open: while one connection is, the WAL and its index stay,
         // so readers never reopen a database being checkpointed away.
-        let writer = SqlitePoolOptions::new()
+        let writer = Self::pool_options()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -148,7 +148,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Migrate("SQLite", e))?;
         // Both read pools open connections as they are needed, up to the
         // configured number each.
-        let readers = SqlitePoolOptions::new()
+        let readers = Self::pool_options()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout);
         let pool = readers
@@ -161,6 +161,15 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Connect(target, e))?;
         Ok(Self::with_committer(pool, scans, writer))
+    }
+
+    /// What every pool of this store shares. sqlx pings a connection each
+    /// time the pool hands it out, by default. A SQLite connection is a
+    /// file handle on a worker thread, not a socket a server can close, so
+    /// the ping finds nothing; it only cost every point read one more
+    /// round trip to that thread and back before its statement.
+    fn pool_options() -> SqlitePoolOptions {
+        SqlitePoolOptions::new().test_before_acquire(false)
     }
 
     async fn migrated(
