@@ -166,6 +166,41 @@ async fn sqlite_a_contact_failing_after_its_first_write_is_rolled_back_alone() {
     store.close().await;
 }
 
+/// A PostgreSQL connection the server closed while it sat idle in the pool
+/// (a server restart, a proxy's idle timeout; here pg_terminate_backend)
+/// is found out and replaced before a read uses it: the read answers
+/// instead of failing on a dead socket. The pool pings only connections
+/// idle for a second or more, so the test waits past that.
+#[tokio::test]
+async fn postgres_a_connection_closed_while_idle_is_replaced_before_a_read() {
+    let (store, pg) = postgres().await;
+    store
+        .upsert_customer(&cases::reference("P-idle", "13900139009"), cases::now())
+        .await
+        .expect("upsert");
+    store
+        .get_profile("P-idle", cases::now())
+        .await
+        .expect("first read");
+    let admin = sqlx::PgPool::connect(pg.url()).await.expect("admin pool");
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) t",
+    )
+    .fetch_one(&admin)
+    .await
+    .expect("terminate the store's connections");
+    admin.close().await;
+    assert!(killed >= 1, "the store held an idle connection to close");
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    let profile = store
+        .get_profile("P-idle", cases::now())
+        .await
+        .expect("a read after the server closed the pool's idle connections");
+    assert_eq!(profile.customer.customer_id, "P-idle");
+    store.close().await;
+}
+
 mod cases {
     use super::*;
 

@@ -33,6 +33,9 @@ fn from_ts(v: Ts) -> Result<DateTime<Utc>, StoreError> {
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// A pooled connection idle this long is pinged before it is handed out.
+const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The PostgreSQL backend.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -73,6 +76,21 @@ impl PostgresStore {
             .await
             .map_err(|e| StoreError::Connect(target.clone(), e))?;
         let pool = PgPoolOptions::new()
+            // sqlx pings every connection it hands out, by default: one
+            // more network round trip before each point read's statement.
+            // A connection in steady use is known to be alive; one that
+            // sat idle may have been closed by a server restart or by a
+            // proxy's idle timeout, so only those are pinged (and, when the
+            // ping fails, replaced before the caller sees them).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
