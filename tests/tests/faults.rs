@@ -1266,29 +1266,40 @@ async fn scheduler_paused_past_its_lease_is_refused_and_dials_nothing_twice() ->
         r?;
     }
 
-    // Pause A while it holds claims, mid-dispatch.
+    // Pause A while it holds claims, mid-dispatch. A runs freely, watched
+    // from the moment the tasks are scheduled, until Redis shows it holding
+    // claims, and only then is stopped. (This test once waited for a tenth
+    // of the tasks to be dialed and then stopped A on a timer to look: A
+    // was stopped most of the time, and on a loaded machine B claimed and
+    // finished every task before a look found A holding one.)
     let started = Instant::now();
-    while log.lock().expect("log").entries.len() < CARE_TASKS / 10 {
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(90),
-            "dispatching never started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     let mut held = HashMap::new();
-    for _ in 0..200 {
+    let mut stops = 0;
+    while started.elapsed() < Duration::from_secs(90)
+        && log.lock().expect("log").entries.len() < CARE_TASKS
+    {
+        if claims_of(redis.url(), "replica-a").await?.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
         a.child.signal(Signal::SIGSTOP)?;
+        stops += 1;
         // Commands A sent just before it stopped still land in Redis; read
-        // the claims once they have.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // the claims once they have. It may have finished them meanwhile.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         held = claims_of(redis.url(), "replica-a").await?;
         if !held.is_empty() {
             break;
         }
         a.child.signal(Signal::SIGCONT)?;
-        tokio::time::sleep(Duration::from_millis(15)).await;
     }
-    anyhow::ensure!(!held.is_empty(), "replica A never held a claim to pause on");
+    anyhow::ensure!(
+        !held.is_empty(),
+        "replica A never held a claim to pause on ({} of {CARE_TASKS} tasks delivered after \
+         {:?}; stopped {stops} times)",
+        log.lock().expect("log").entries.len(),
+        started.elapsed()
+    );
     let paused = Instant::now();
     // Well past the 2 s lease: B reaps A's claims and dispatches them.
     tokio::time::sleep(Duration::from_secs(6)).await;
