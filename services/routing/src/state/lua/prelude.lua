@@ -98,6 +98,8 @@ local function reindex(id)
     local n = tonumber(ch)
     local on
     if n and n >= 1 and n <= 6 and ch == tostring(n) then
+      -- v[5..10] are cap:1..6 and v[11..16] load:1..6; v[11] is load:1,
+      -- the voice load, because VOICE is channel '1'.
       on = can_take(v[2], v[3], v[4 + n], v[10 + n], v[4], v[11], ch)
     else
       on = available(id, ch)
