@@ -12,6 +12,7 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use tonic::transport::Channel;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
@@ -34,7 +35,11 @@ pub fn start_echo_server() -> anyhow::Result<SocketAddr> {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 let (_reporter, service) = tonic_health::server::health_reporter();
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                // Without TCP_NODELAY, Nagle's algorithm holds a small
+                // response back until the client's delayed ACK, ~40 ms.
+                // The services set it on their listeners, so the floor does
+                // too; without it the saturated echo p99 was 42.7 ms.
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
                 let _ = tonic::transport::Server::builder()
                     .add_service(service)
                     .serve_with_incoming(incoming)
