@@ -45,7 +45,7 @@ fn task(i: usize, due_ms: i64) -> NewTask {
 }
 
 async fn floor(redis_url: &str, n: usize) -> anyhow::Result<f64> {
-    let client = redis::Client::open(redis_url)?;
+    let client = rapport_kit::redis::client(redis_url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let payload = vec![b'x'; 120];
     let started = Instant::now();

@@ -24,6 +24,8 @@
 //! - [`validate`] and [`status`]: request validation that names the field,
 //!   and opaque internal errors that are logged with their cause chain.
 //! - [`main`]: the few lines every service binary runs.
+//! - `redis` (feature `redis`): the Redis client every service opens,
+//!   with `TCP_NODELAY` set.
 
 pub mod admin;
 mod alloc;
@@ -33,6 +35,8 @@ pub mod config;
 pub mod deadline;
 pub mod observe;
 pub mod phone;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod resilience;
 pub mod security;
 pub mod server;

@@ -332,7 +332,7 @@ impl Store {
     /// As [`Store::connect`], with another key prefix (it must carry a hash
     /// tag, e.g. `t1:{out}:`); tests use it to share one Redis.
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
+        let client = rapport_kit::redis::client(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))

@@ -470,7 +470,7 @@ impl LiveState {
     /// Connects to Redis. The connection reconnects on its own after Redis
     /// restarts.
     pub async fn connect(url: &str, tunables: Tunables) -> Result<Self, StateError> {
-        let client = redis::Client::open(url)?;
+        let client = rapport_kit::redis::client(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)))
