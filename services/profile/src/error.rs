@@ -38,6 +38,7 @@ impl From<StoreError> for Status {
             }
             StoreError::Unavailable(_) => status::unavailable("profile database", &e),
             StoreError::Database(_)
+            | StoreError::Embedded(_)
             | StoreError::Corrupt(_)
             | StoreError::InvalidUrl(_)
             | StoreError::Connect(..)

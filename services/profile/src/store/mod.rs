@@ -9,6 +9,7 @@
 //! control time and one request sees one instant.
 
 mod codec;
+mod direct;
 mod group;
 mod packed;
 mod postgres;
@@ -291,6 +292,9 @@ pub enum StoreError {
     Unavailable(#[source] sqlx::Error),
     #[error("database error")]
     Database(#[source] sqlx::Error),
+    /// An error of the direct SQLite point readers (`store::direct`).
+    #[error("embedded database error")]
+    Embedded(#[source] rusqlite::Error),
     /// A stored value this build cannot read (e.g. written by a newer
     /// version, or edited by hand).
     #[error("stored data is invalid: {0}")]

@@ -17,6 +17,7 @@ use sqlx::{Connection as _, PgConnection, PgPool};
 
 use super::{PoolOptions, StoreError};
 
+type DbRow = sqlx::postgres::PgRow;
 type Db = sqlx::Postgres;
 
 /// TIMESTAMPTZ maps straight to `DateTime<Utc>`.
@@ -123,6 +124,15 @@ impl PostgresStore {
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Db>, StoreError> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// A point read (GetProfile, LookupByPhone): one statement on the pool.
+    async fn point_read(
+        &self,
+        select: Select<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Profile, StoreError> {
+        load_one(&self.pool, select, now).await
     }
 
     /// PostgreSQL takes concurrent writers: contacts commit one by one.

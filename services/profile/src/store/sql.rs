@@ -4,7 +4,9 @@
 //! its helpers inside a backend module. The module provides the few things
 //! that differ between SQLite and PostgreSQL:
 //!
-//! - `Db`: the sqlx database type;
+//! - `Db`: the sqlx database type, and `DbRow`, its row type named
+//!   concretely (the trait checks cannot see through `<Db as
+//!   Database>::Row` when SQLite also decodes rusqlite rows);
 //! - `Ts`, `ts(DateTime<Utc>) -> Ts`, `from_ts(Ts) -> Result<DateTime<Utc>,
 //!   StoreError>`: how a timestamp is stored (integer microseconds in
 //!   SQLite, TIMESTAMPTZ in PostgreSQL);
@@ -85,7 +87,40 @@ macro_rules! sql_store {
         use $crate::store::SummaryParts;
 
         type Conn = <Db as sqlx::Database>::Connection;
-        type DbRow = <Db as sqlx::Database>::Row;
+
+        /// The typed cells of a result row that the decoders below read
+        /// (`customer_from_row`, `row_summary`, `profile_from_row`), so one
+        /// decoder serves sqlx's rows and, on SQLite, the rows of the
+        /// direct point readers (`store::direct`).
+        trait Cells {
+            fn text(&self, column: &str) -> Result<String, StoreError>;
+            fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+            fn int(&self, column: &str) -> Result<i64, StoreError>;
+            fn flag(&self, column: &str) -> Result<bool, StoreError>;
+            fn ts(&self, column: &str) -> Result<Ts, StoreError>;
+            fn opt_ts(&self, column: &str) -> Result<Option<Ts>, StoreError>;
+        }
+
+        impl Cells for DbRow {
+            fn text(&self, column: &str) -> Result<String, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn int(&self, column: &str) -> Result<i64, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn flag(&self, column: &str) -> Result<bool, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn ts(&self, column: &str) -> Result<Ts, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+            fn opt_ts(&self, column: &str) -> Result<Option<Ts>, StoreError> {
+                Ok(self.try_get(column)?)
+            }
+        }
 
         impl $store {
             /// Profiles of one selection, in one read transaction (one
@@ -109,7 +144,7 @@ macro_rules! sql_store {
                 customer_id: &str,
                 now: DateTime<Utc>,
             ) -> Result<Profile, StoreError> {
-                load_one(&self.pool, Select::Id(customer_id), now).await
+                self.point_read(Select::Id(customer_id), now).await
             }
 
             async fn lookup_by_phone(
@@ -117,7 +152,7 @@ macro_rules! sql_store {
                 phone: &E164,
                 now: DateTime<Utc>,
             ) -> Result<Profile, StoreError> {
-                load_one(&self.pool, Select::Phone(phone.as_str()), now).await
+                self.point_read(Select::Phone(phone.as_str()), now).await
             }
 
             async fn upsert_customer(
@@ -1135,24 +1170,17 @@ macro_rules! sql_store {
 
         /// The summary fields read with the customer row
         /// (`customer_columns!`).
-        fn row_summary(row: &DbRow, summary: &mut HistorySummary) -> Result<(), StoreError> {
-            summary.total_contacts = codec::count(row.try_get::<i64, _>("total_contacts")?);
-            summary.last_contact_at = row
-                .try_get::<Option<Ts>, _>("last_contact_at")?
-                .map(from_ts)
-                .transpose()?;
-            summary.last_outbound_at = row
-                .try_get::<Option<Ts>, _>("last_outbound_at")?
-                .map(from_ts)
-                .transpose()?;
-            summary.last_complaint_at = row
-                .try_get::<Option<Ts>, _>("last_complaint_at")?
-                .map(from_ts)
-                .transpose()?;
-            summary.last_complaint_resolved = row
-                .try_get::<Option<String>, _>("last_complaint_outcome")?
-                .as_deref()
-                == Some(codec::RESOLVED);
+        fn row_summary<R: Cells + ?Sized>(
+            row: &R,
+            summary: &mut HistorySummary,
+        ) -> Result<(), StoreError> {
+            summary.total_contacts = codec::count(row.int("total_contacts")?);
+            summary.last_contact_at = row.opt_ts("last_contact_at")?.map(from_ts).transpose()?;
+            summary.last_outbound_at = row.opt_ts("last_outbound_at")?.map(from_ts).transpose()?;
+            summary.last_complaint_at =
+                row.opt_ts("last_complaint_at")?.map(from_ts).transpose()?;
+            summary.last_complaint_resolved =
+                row.opt_text("last_complaint_outcome")?.as_deref() == Some(codec::RESOLVED);
             Ok(())
         }
 
@@ -1244,47 +1272,77 @@ macro_rules! sql_store {
             )
         });
 
+        /// The statement of a point read and its key ($1).
+        fn point_statement<'a>(select: Select<'a>) -> (&'static str, &'a str) {
+            match select {
+                Select::Id(id) => (ONE_BY_ID.as_str(), id),
+                Select::Phone(number) => (ONE_BY_PHONE.as_str(), number),
+                _ => unreachable!("a point read selects one customer"),
+            }
+        }
+
+        /// Parameters $2..$9 of a point read: now, the 90/7/30-day window
+        /// starts, then the list limits.
+        fn point_params(now: DateTime<Utc>) -> ([Ts; 4], [i64; 4]) {
+            (
+                [
+                    ts(now),
+                    ts(now - chrono::Duration::days(90)),
+                    ts(now - chrono::Duration::days(7)),
+                    ts(now - chrono::Duration::days(30)),
+                ],
+                [
+                    limits::RECENT_CONTACTS,
+                    limits::WAIT_EVIDENCE,
+                    limits::RECENT_EVENTS,
+                    limits::AFFINITY_AGENTS,
+                ],
+            )
+        }
+
         /// One customer's profile by id or phone, in one statement (see
-        /// `one_profile_sql`).
+        /// `one_profile_sql`), through sqlx.
         async fn load_one(
             pool: &sqlx::Pool<Db>,
             select: Select<'_>,
             now: DateTime<Utc>,
         ) -> Result<Profile, StoreError> {
-            let (sql, key): (&str, &str) = match select {
-                Select::Id(id) => (&ONE_BY_ID, id),
-                Select::Phone(number) => (&ONE_BY_PHONE, number),
-                _ => unreachable!("a point read selects one customer"),
-            };
-            let row = sqlx::query(sql)
+            let (sql, key) = point_statement(select);
+            let ([now, since_90d, since_7d, since_30d], limits) = point_params(now);
+            let mut query = sqlx::query(sql)
                 .bind(key)
-                .bind(ts(now))
-                .bind(ts(now - chrono::Duration::days(90)))
-                .bind(ts(now - chrono::Duration::days(7)))
-                .bind(ts(now - chrono::Duration::days(30)))
-                .bind(limits::RECENT_CONTACTS)
-                .bind(limits::WAIT_EVIDENCE)
-                .bind(limits::RECENT_EVENTS)
-                .bind(limits::AFFINITY_AGENTS)
+                .bind(now)
+                .bind(since_90d)
+                .bind(since_7d)
+                .bind(since_30d);
+            for limit in limits {
+                query = query.bind(limit);
+            }
+            let row = query
                 .fetch_optional(pool)
                 .await?
                 .ok_or(StoreError::CustomerNotFound)?;
+            profile_from_row(&row)
+        }
+
+        /// The profile in a row of `one_profile_sql`.
+        fn profile_from_row<R: Cells + ?Sized>(row: &R) -> Result<Profile, StoreError> {
             let packed = $crate::store::packed::Packed {
-                phones: row.try_get("j_phones")?,
-                needs: row.try_get("j_needs")?,
-                tags: row.try_get("j_tags")?,
-                counts: row.try_get("j_counts")?,
-                recent: row.try_get("j_recent")?,
-                waits: row.try_get("j_waits")?,
-                events: row.try_get("j_events")?,
-                campaigns: row.try_get("j_campaigns")?,
-                affinity: row.try_get("j_affinity")?,
+                phones: row.opt_text("j_phones")?,
+                needs: row.opt_text("j_needs")?,
+                tags: row.opt_text("j_tags")?,
+                counts: row.opt_text("j_counts")?,
+                recent: row.opt_text("j_recent")?,
+                waits: row.opt_text("j_waits")?,
+                events: row.opt_text("j_events")?,
+                campaigns: row.opt_text("j_campaigns")?,
+                affinity: row.opt_text("j_affinity")?,
             };
             let (phones, needs, tags) = packed.children()?;
-            let customer = customer_from_row(&row, phones, needs, tags)?;
+            let customer = customer_from_row(row, phones, needs, tags)?;
             let mut summary = HistorySummary::default();
             packed.fill(&mut summary)?;
-            row_summary(&row, &mut summary)?;
+            row_summary(row, &mut summary)?;
             Ok(Profile { customer, summary })
         }
 
@@ -1382,62 +1440,57 @@ macro_rules! sql_store {
             Ok(out)
         }
 
-        fn customer_from_row(
-            row: &DbRow,
+        fn customer_from_row<R: Cells + ?Sized>(
+            row: &R,
             phones: Vec<Phone>,
             declared_needs: Vec<NeedWeight>,
             tags: Vec<Tag>,
         ) -> Result<Customer, StoreError> {
-            let followers: i64 = row.try_get("social_followers")?;
+            let followers = row.int("social_followers")?;
             Ok(Customer {
-                customer_id: row.try_get("customer_id")?,
-                name: row.try_get("name")?,
-                form_of_address: row.try_get("form_of_address")?,
-                locale: row.try_get("locale")?,
-                language: row.try_get("language")?,
-                dialect: row.try_get("dialect")?,
-                region: row.try_get("region")?,
-                city: row.try_get("city")?,
-                time_zone: row.try_get("time_zone")?,
-                age_band: row.try_get("age_band")?,
-                occupation: row.try_get("occupation")?,
-                assets: row.try_get("assets")?,
-                contribution: row.try_get("contribution")?,
-                potential_value: row.try_get("potential_value")?,
-                segment: row.try_get("segment")?,
+                customer_id: row.text("customer_id")?,
+                name: row.text("name")?,
+                form_of_address: row.text("form_of_address")?,
+                locale: row.text("locale")?,
+                language: row.text("language")?,
+                dialect: row.text("dialect")?,
+                region: row.text("region")?,
+                city: row.text("city")?,
+                time_zone: row.text("time_zone")?,
+                age_band: row.text("age_band")?,
+                occupation: row.text("occupation")?,
+                assets: row.int("assets")?,
+                contribution: row.int("contribution")?,
+                potential_value: row.int("potential_value")?,
+                segment: row.text("segment")?,
                 declared_needs,
                 public_influence: PublicInfluence {
                     social_followers: u64::try_from(followers).map_err(|_| {
                         StoreError::Corrupt("negative social_followers".into())
                     })?,
-                    media_presence: row.try_get("media_presence")?,
+                    media_presence: row.flag("media_presence")?,
                 },
                 phones,
                 tags,
                 preferences: Preferences {
-                    preferred_agent_id: row.try_get("preferred_agent_id")?,
-                    dedicated_field_manager_id: row.try_get("dedicated_field_manager_id")?,
+                    preferred_agent_id: row.text("preferred_agent_id")?,
+                    dedicated_field_manager_id: row.text("dedicated_field_manager_id")?,
                     preferred_channel: row
-                        .try_get::<Option<String>, _>("preferred_channel")?
+                        .opt_text("preferred_channel")?
                         .map(|c| codec::parse_channel(&c))
                         .transpose()?,
-                    contact_windows: codec::parse_windows(
-                        &row.try_get::<String, _>("contact_windows")?,
-                    )?,
-                    language: row.try_get("preferred_language")?,
+                    contact_windows: codec::parse_windows(&row.text("contact_windows")?)?,
+                    language: row.text("preferred_language")?,
                 },
                 consent: Consent {
-                    care_calls: row.try_get("care_calls_consent")?,
-                    do_not_call: row.try_get("do_not_call")?,
-                    do_not_call_source: row.try_get("do_not_call_source")?,
-                    do_not_call_at: row
-                        .try_get::<Option<Ts>, _>("do_not_call_at")?
-                        .map(from_ts)
-                        .transpose()?,
+                    care_calls: row.flag("care_calls_consent")?,
+                    do_not_call: row.flag("do_not_call")?,
+                    do_not_call_source: row.text("do_not_call_source")?,
+                    do_not_call_at: row.opt_ts("do_not_call_at")?.map(from_ts).transpose()?,
                 },
-                version: row.try_get("version")?,
-                created_at: from_ts(row.try_get::<Ts, _>("created_at")?)?,
-                updated_at: from_ts(row.try_get::<Ts, _>("updated_at")?)?,
+                version: row.int("version")?,
+                created_at: from_ts(row.ts("created_at")?)?,
+                updated_at: from_ts(row.ts("updated_at")?)?,
             })
         }
 

@@ -15,12 +15,17 @@
 //! page already in the OS cache costs no system call; point readers do
 //! not, because every commit makes a reader unmap it (see `MMAP_SIZE`).
 //!
+//! Point reads (GetProfile, LookupByPhone) of a file database skip sqlx:
+//! they run on the calling thread through `store::direct`, falling back to
+//! the point-read pool only when SQLite reports the database busy.
+//!
 //! [`PoolOptions::bulk_load`] (the importer) relaxes durability to
 //! `synchronous=NORMAL` — a power cut may lose the last transactions but
 //! never corrupts the file, and the importer's checkpoint replays them —
 //! and gives the writer a large page cache.
 
 use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -31,9 +36,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::Acquire as _;
 use tokio::sync::mpsc;
 
+use super::direct::{DirectReaders, Miss};
 use super::group::{self, GroupCommit};
 use super::{PoolOptions, StoreError};
 
+type DbRow = sqlx::sqlite::SqliteRow;
 type Db = sqlx::Sqlite;
 
 /// Microseconds since the Unix epoch: integers compare and index exactly,
@@ -79,8 +86,12 @@ const BULK_CACHE_KIB: &str = "-524288";
 /// The SQLite backend.
 #[derive(Clone)]
 pub struct SqliteStore {
-    /// Point readers (GetProfile, LookupByPhone), unmapped (see
-    /// `MMAP_SIZE`).
+    /// Point readers (GetProfile, LookupByPhone) on the calling thread
+    /// (`store::direct`); none for an in-memory database, which only its
+    /// one sqlx connection can see.
+    direct: Option<Arc<DirectReaders>>,
+    /// Point readers through sqlx, unmapped (see `MMAP_SIZE`): the fallback
+    /// of a busy direct read, and the short reads besides.
     pool: SqlitePool,
     /// Readers of transactions over many rows (exports, lists, the change
     /// feed), mapped.
@@ -156,11 +167,14 @@ impl SqliteStore {
             .connect_with(connect.clone().pragma("mmap_size", "0"))
             .await
             .map_err(|e| StoreError::Connect(target.clone(), e))?;
+        let direct = DirectReaders::open(connect.get_filename(), options.max_connections as usize)?;
         let scans = readers
             .connect_with(connect)
             .await
             .map_err(|e| StoreError::Connect(target, e))?;
-        Ok(Self::with_committer(pool, scans, writer))
+        let mut store = Self::with_committer(pool, scans, writer);
+        store.direct = Some(Arc::new(direct));
+        Ok(store)
     }
 
     /// What every pool of this store shares. sqlx pings a connection each
@@ -190,11 +204,39 @@ impl SqliteStore {
         let (group, jobs) = GroupCommit::channel();
         tokio::spawn(commit_contacts(writer.clone(), jobs));
         Self {
+            direct: None,
             pool,
             scans,
             writer,
             group,
         }
+    }
+
+    /// A point read (GetProfile, LookupByPhone): direct when it can be,
+    /// else on the sqlx pool (see `store::direct`).
+    async fn point_read(
+        &self,
+        select: Select<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Profile, StoreError> {
+        if let Some(direct) = &self.direct {
+            let (sql, key) = point_statement(select);
+            let ([now_ts, since_90d, since_7d, since_30d], [recent, waits, events, affinity]) =
+                point_params(now);
+            let params = rusqlite::named_params! {
+                "$1": key, "$2": now_ts, "$3": since_90d, "$4": since_7d, "$5": since_30d,
+                "$6": recent, "$7": waits, "$8": events, "$9": affinity,
+            };
+            match direct.query_one(sql, params, |row| profile_from_row(row)) {
+                Ok(Some(profile)) => return Ok(profile),
+                Ok(None) => return Err(StoreError::CustomerNotFound),
+                Err(Miss::Failed(e)) => return Err(e),
+                Err(Miss::Busy) => {
+                    metrics::counter!("rapport_profile_direct_read_busy_total").increment(1);
+                }
+            }
+        }
+        load_one(&self.pool, select, now).await
     }
 
     /// Whether the database answers a trivial query (readiness).
@@ -234,6 +276,28 @@ async fn lock_outbox(_: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
 /// in `sql.rs`).
 const JSON_ARRAY: &str = "json_array";
 const JSON_AGG: &str = "json_group_array";
+
+/// The cells of a direct point read's row (`store::direct`).
+impl Cells for rusqlite::Row<'_> {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.get(column).map_err(StoreError::Embedded)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.get(column).map_err(StoreError::Embedded)
+    }
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        self.get(column).map_err(StoreError::Embedded)
+    }
+    fn flag(&self, column: &str) -> Result<bool, StoreError> {
+        self.get(column).map_err(StoreError::Embedded)
+    }
+    fn ts(&self, column: &str) -> Result<Ts, StoreError> {
+        self.get(column).map_err(StoreError::Embedded)
+    }
+    fn opt_ts(&self, column: &str) -> Result<Option<Ts>, StoreError> {
+        self.get(column).map_err(StoreError::Embedded)
+    }
+}
 
 super::sql::sql_store!(SqliteStore);
 
@@ -332,4 +396,104 @@ async fn write_batch_savepoints(
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rapport_kit::phone::{self, Region};
+
+    use super::*;
+    use crate::model::PhoneInput;
+    use crate::store::Store as _;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_750_000_000, 0).expect("valid")
+    }
+
+    fn input(id: &str, number: &str) -> CustomerInput {
+        CustomerInput {
+            customer_id: id.into(),
+            name: "Ana Lima".into(),
+            form_of_address: "Ms Lima".into(),
+            locale: "pt-BR".into(),
+            language: "pt".into(),
+            dialect: String::new(),
+            region: "SP".into(),
+            city: "São Paulo".into(),
+            time_zone: "America/Sao_Paulo".into(),
+            age_band: "35-44".into(),
+            occupation: "engineer".into(),
+            assets: 10,
+            contribution: 20,
+            potential_value: 30,
+            segment: "retail".into(),
+            declared_needs: Vec::new(),
+            public_influence: PublicInfluence::default(),
+            phones: vec![PhoneInput {
+                number: phone::normalize(number, Region::CN).expect("phone"),
+                label: "mobile".into(),
+            }],
+            tags: None,
+            preferences: Preferences::default(),
+            consent: Consent::default(),
+        }
+    }
+
+    async fn store() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let store = SqliteStore::connect(&url, PoolOptions::default())
+            .await
+            .expect("store");
+        store
+            .upsert_customer(&input("C-1", "13900139001"), now())
+            .await
+            .expect("upsert");
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn point_reads_of_a_file_database_do_not_use_the_sqlx_pool() {
+        let (store, _dir) = store().await;
+        let through_sqlx = load_one(&store.pool, Select::Id("C-1"), now())
+            .await
+            .expect("sqlx");
+        store.pool.close().await;
+        assert_eq!(
+            store.get_profile("C-1", now()).await.expect("direct"),
+            through_sqlx
+        );
+        let number = phone::normalize("13900139001", Region::CN).expect("phone");
+        assert_eq!(
+            store.lookup_by_phone(&number, now()).await.expect("direct"),
+            through_sqlx
+        );
+        assert!(matches!(
+            store.get_profile("C-2", now()).await,
+            Err(StoreError::CustomerNotFound)
+        ));
+    }
+
+    /// A busy direct read falls back to the sqlx pool. The direct readers
+    /// here point at a second database held under an exclusive lock (with
+    /// the store's own file open elsewhere, no connection can take one).
+    #[tokio::test]
+    async fn a_busy_direct_read_falls_back_to_the_sqlx_pool() {
+        let (mut store, dir) = store().await;
+        let locked = dir.path().join("locked.db");
+        let holder = rusqlite::Connection::open(&locked).expect("open");
+        holder
+            .pragma_update(None, "journal_mode", "wal")
+            .expect("wal");
+        holder
+            .pragma_update(None, "locking_mode", "exclusive")
+            .expect("exclusive");
+        holder
+            .execute_batch("CREATE TABLE t (v INTEGER); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
+            .expect("lock");
+        store.direct = Some(Arc::new(DirectReaders::open(&locked, 1).expect("readers")));
+        let profile = store.get_profile("C-1", now()).await.expect("fell back");
+        assert_eq!(profile.customer.name, "Ana Lima");
+        drop(holder);
+    }
 }
