@@ -17,6 +17,13 @@
 //! [`Miss::Busy`] at once and the caller falls back to the sqlx pool, whose
 //! connections wait out the busy timeout on their own threads, off the
 //! runtime. Writes stay on sqlx's single writer (`store::group`).
+//!
+//! The price: a read whose pages are in neither cache (the first reads of
+//! a large file after a start) holds its tokio worker for the disk reads.
+//! The profile service does nothing on its workers that such a pause would
+//! endanger — readiness and the writer run elsewhere — and a warm file is
+//! the steady state, so the handoffs are not worth paying on every read
+//! to hide that.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
