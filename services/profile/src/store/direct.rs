@@ -20,10 +20,9 @@
 //!
 //! The price: a read whose pages are in neither cache (the first reads of
 //! a large file after a start) holds its tokio worker for the disk reads.
-//! The profile service does nothing on its workers that such a pause would
-//! endanger — readiness and the writer run elsewhere — and a warm file is
-//! the steady state, so the handoffs are not worth paying on every read
-//! to hide that.
+//! Other RPCs on that worker wait as long (the writer does not: it runs on
+//! its own sqlx thread). A warm file is the steady state, so paying the
+//! handoffs on every read to hide that pause is not worth it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
