@@ -24,6 +24,19 @@ use rapportctl::mesh::{Mesh, MeshOptions};
 use crate::load::{Mode, Op, Stats, Timing};
 use crate::report::{Comparison, Machine, Report, ScalingPoint};
 
+/// The gRPC calls one inbound cycle makes: RouteCall, AcceptOffer and
+/// CompleteCall from the caller, and routing's LookupByPhone, Classify and
+/// RecordContact. Each costs at least what one echo call costs (a client
+/// and a server on this machine), so echo's saturated rate divided by this
+/// is a ceiling on cycles per second that no work inside the services can
+/// raise; the report sets the cycle rate beside it.
+const RPCS_PER_CYCLE: u32 = 6;
+
+/// The gRPC calls a RouteCall waits for one after another: its own,
+/// LookupByPhone, then Classify (which needs the profile). Their sum at
+/// echo's latency is a floor on RouteCall's p50 before any work.
+const SERIAL_HOPS_PER_ROUTE: u32 = 3;
+
 /// Parses "10", "10s", "500ms" or "2m".
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -287,6 +300,19 @@ async fn main() -> anyhow::Result<()> {
             "ms",
             "≤ 4",
         ));
+        comparisons.push(Comparison::new(
+            "RouteCall p50, 1 in flight",
+            r1.p50_us as f64 / 1000.0,
+            &format!(
+                "{SERIAL_HOPS_PER_ROUTE} × echo p50 (the gRPC calls a RouteCall makes one after another)"
+            ),
+            SERIAL_HOPS_PER_ROUTE as f64 * echo1.p50_us as f64 / 1000.0,
+            "ms",
+            &format!(
+                "≤ {:.2} (4 × echo)",
+                4.0 / SERIAL_HOPS_PER_ROUTE as f64
+            ),
+        ));
     }
     let mut cycle_cpu = Vec::new();
     if want("route") {
@@ -312,6 +338,19 @@ async fn main() -> anyhow::Result<()> {
             echo_sat.rps,
             "rps",
             "≥ 0.25",
+        ));
+        comparisons.push(Comparison::new(
+            "RouteCall cycles/s saturated",
+            rs.rps,
+            &format!(
+                "echo rps saturated ÷ {RPCS_PER_CYCLE} (the gRPC calls a cycle makes, at echo's cost each)"
+            ),
+            echo_sat.rps / RPCS_PER_CYCLE as f64,
+            "rps",
+            &format!(
+                "≥ {:.2}: 0.25 of echo is above this ceiling",
+                0.25 * RPCS_PER_CYCLE as f64
+            ),
         ));
         // Twice the saturated rate, open loop: what still gets through
         // (goodput), and how fast the excess is refused.
