@@ -91,11 +91,11 @@ async fn postgres() -> (PostgresStore, rapport_testkit::postgres::TestPostgres) 
     (store, pg)
 }
 
-/// SQLite's group commit writes contacts without savepoints first; a
+/// SQLite's group commit writes many contacts in one transaction; a
 /// contact that fails after its first write (here: a trigger refuses its
 /// change-feed row, after its contact row and the customer's counters were
-/// written) must make the committer replay the batch with savepoints, so
-/// that contact is rolled back alone and the others still commit.
+/// written) must be rolled back alone, to its savepoint, while the others
+/// still commit.
 #[tokio::test]
 async fn sqlite_a_contact_failing_after_its_first_write_is_rolled_back_alone() {
     let (store, dir) = sqlite().await;

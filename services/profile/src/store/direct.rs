@@ -1,5 +1,5 @@
-//! SQLite point reads run on the calling thread, through rusqlite, rather
-//! than on sqlx's worker thread.
+//! SQLite through rusqlite rather than sqlx's worker threads: point reads
+//! on the calling thread, and the connection recorded contacts commit on.
 //!
 //! sqlx gives every SQLite connection a thread of its own and passes each
 //! statement to it, and each row back, through channels. For the one-row
@@ -16,13 +16,24 @@
 //! a crash, or another process holding an exclusive lock) it returns
 //! [`Miss::Busy`] at once and the caller falls back to the sqlx pool, whose
 //! connections wait out the busy timeout on their own threads, off the
-//! runtime. Writes stay on sqlx's single writer (`store::group`).
+//! runtime.
 //!
 //! The price: a read whose pages are in neither cache (the first reads of
 //! a large file after a start) holds its tokio worker for the disk reads.
 //! Other RPCs on that worker wait as long (the writer does not: it runs on
 //! its own sqlx thread). A warm file is the steady state, so paying the
 //! handoffs on every read to hide that pause is not worth it.
+
+//! Recorded contacts, a durable write on every completed call, commit in
+//! groups (`store::group`) on a [`ContactWriter`]: a connection of its own
+//! that a blocking thread drives a whole batch through, with a savepoint
+//! per contact. Through sqlx each of a contact's four statements, and each
+//! savepoint, is a round trip to the writer's thread and back; perf of
+//! saturated inbound cycles put those handoffs at about a sixth of the
+//! profile service's CPU. The committer still takes sqlx's one writer
+//! connection from its pool for each batch, without using it, so the two
+//! writers of the file take turns in the pool's queue and never wait for
+//! each other's lock with sleeps (`store::sqlite`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -146,6 +157,83 @@ fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "mmap_size", 0)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// The error of a direct write as the store reports it: a busy or locked
+/// database (another process held the write lock past the busy timeout)
+/// is contention, which callers may retry, as it is through sqlx.
+pub(crate) fn write_error(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Contention(sqlx::Error::Protocol(format!("the contact writer: {e}")))
+        }
+        _ => StoreError::Embedded(e),
+    }
+}
+
+/// Durability of a [`ContactWriter`]'s commits, as the sqlx writer's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Durability {
+    /// `synchronous=FULL`: a commit survives a power cut.
+    Full,
+    /// `synchronous=NORMAL`, for bulk loads (see `PoolOptions::bulk_load`).
+    Normal,
+}
+
+/// The connection recorded contacts are committed on; one batch at a time.
+pub(crate) struct ContactWriter {
+    conn: Mutex<Connection>,
+}
+
+impl ContactWriter {
+    /// A writer of the database at `path`, which must exist and be in WAL
+    /// mode (the sqlx writer creates and migrates it first). It waits up to
+    /// `busy` for another process's write lock, and maps up to `mmap_size`
+    /// bytes of the file, as the sqlx writer does.
+    pub(crate) fn open(
+        path: &Path,
+        durability: Durability,
+        busy: Duration,
+        mmap_size: &str,
+    ) -> Result<Self, StoreError> {
+        let open = || -> Result<Connection, rusqlite::Error> {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(busy)?;
+            conn.pragma_update(
+                None,
+                "synchronous",
+                match durability {
+                    Durability::Full => "FULL",
+                    Durability::Normal => "NORMAL",
+                },
+            )?;
+            conn.pragma_update(None, "foreign_keys", true)?;
+            conn.pragma_update(None, "mmap_size", mmap_size)?;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+            let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(rusqlite::Error::InvalidParameterName(format!(
+                    "journal_mode is {mode}, not wal"
+                )));
+            }
+            Ok(conn)
+        };
+        Ok(Self {
+            conn: Mutex::new(open().map_err(StoreError::Embedded)?),
+        })
+    }
+
+    /// Runs `write` on the connection. Blocking: call it off the runtime.
+    pub(crate) fn with<T>(&self, write: impl FnOnce(&mut Connection) -> T) -> T {
+        let mut conn = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        write(&mut conn)
+    }
 }
 
 #[cfg(test)]

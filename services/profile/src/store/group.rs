@@ -8,8 +8,8 @@
 //! customer) is rolled back alone and answered with its error, the others
 //! commit together, and nobody is answered before the commit that holds
 //! their write. Each RPC stays atomic; what is shared is the fsync. (The
-//! SQLite committer writes without savepoints and replays a batch with one
-//! per contact only when a contact fails after its first write.)
+//! SQLite committer, `commit_contacts` in `store::sqlite`, writes a batch
+//! on a connection of its own, `store::direct::ContactWriter`.)
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};

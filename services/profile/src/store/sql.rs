@@ -837,10 +837,13 @@ macro_rules! sql_store {
             Patch,
         }
 
+        /// A row iff customer $1 exists.
+        const CUSTOMER_EXISTS_SQL: &str = "SELECT 1 FROM customers WHERE customer_id = $1";
+
         /// NOT_FOUND unless the customer exists. Foreign keys would refuse
         /// the write anyway; checking first gives a clear answer.
         async fn ensure_customer(conn: &mut Conn, customer_id: &str) -> Result<(), StoreError> {
-            let found = sqlx::query("SELECT 1 FROM customers WHERE customer_id = $1")
+            let found = sqlx::query(CUSTOMER_EXISTS_SQL)
                 .bind(customer_id)
                 .fetch_optional(&mut *conn)
                 .await?;
@@ -1713,6 +1716,34 @@ macro_rules! sql_store {
 
         /// Records one contact inside the caller's transaction; true when
         /// it was new.
+        /// A contact's row; `record_contact_in` binds its parameters (and
+        /// so does SQLite's direct contact writer, `store::direct`).
+        const INSERT_CONTACT_SQL: &str =
+            "INSERT INTO contacts (customer_id, contact_id, channel, direction, \
+             started_at, ivr_selection, queue_wait_s, handle_s, agent_id, outcome, \
+             complaint, escalation_threat, csat, solutions_offered, solutions_rejected, \
+             compensation_asked, compensation_granted, notes, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18, $19) \
+             ON CONFLICT (customer_id, contact_id) DO NOTHING";
+
+        /// The maintained aggregate the hot path reads instead of counting
+        /// the history: $1 the customer, $2 the new contact's start.
+        const COUNT_CONTACT_SQL: &str =
+            "UPDATE customers SET total_contacts = total_contacts + 1, \
+             last_contact_at = CASE WHEN last_contact_at IS NULL \
+             OR last_contact_at < $2 THEN $2 ELSE last_contact_at END \
+             WHERE customer_id = $1";
+
+        /// The change a newly recorded contact appends to the outbox.
+        fn contact_change(contact: &Contact) -> ChangeKind {
+            if contact.complaint {
+                ChangeKind::Complaint
+            } else {
+                ChangeKind::ContactRecorded
+            }
+        }
+
         async fn record_contact_in(
             tx: &mut Conn,
             customer_id: &str,
@@ -1720,55 +1751,36 @@ macro_rules! sql_store {
             now: DateTime<Utc>,
         ) -> Result<bool, StoreError> {
             ensure_customer(&mut *tx, customer_id).await?;
-            let inserted = sqlx::query(
-                "INSERT INTO contacts (customer_id, contact_id, channel, direction, \
-                 started_at, ivr_selection, queue_wait_s, handle_s, agent_id, outcome, \
-                 complaint, escalation_threat, csat, solutions_offered, solutions_rejected, \
-                 compensation_asked, compensation_granted, notes, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                 $16, $17, $18, $19) \
-                 ON CONFLICT (customer_id, contact_id) DO NOTHING",
-            )
-            .bind(customer_id)
-            .bind(&contact.contact_id)
-            .bind(codec::channel(contact.channel))
-            .bind(codec::direction(contact.direction))
-            .bind(ts(contact.started_at))
-            .bind(&contact.ivr_selection)
-            .bind(i64::from(contact.queue_wait_s))
-            .bind(i64::from(contact.handle_s))
-            .bind(&contact.agent_id)
-            .bind(contact.outcome.map(codec::outcome))
-            .bind(contact.complaint)
-            .bind(contact.escalation_threat)
-            .bind(contact.csat.map(i64::from))
-            .bind(i64::from(contact.solutions_offered))
-            .bind(i64::from(contact.solutions_rejected))
-            .bind(contact.compensation_asked)
-            .bind(contact.compensation_granted)
-            .bind(&contact.notes)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?;
-            let created = inserted.rows_affected() == 1;
-            if created {
-                // The maintained aggregate the hot path reads instead of
-                // counting the history.
-                sqlx::query(
-                    "UPDATE customers SET total_contacts = total_contacts + 1, \
-                     last_contact_at = CASE WHEN last_contact_at IS NULL \
-                     OR last_contact_at < $2 THEN $2 ELSE last_contact_at END \
-                     WHERE customer_id = $1",
-                )
+            let inserted = sqlx::query(INSERT_CONTACT_SQL)
                 .bind(customer_id)
+                .bind(&contact.contact_id)
+                .bind(codec::channel(contact.channel))
+                .bind(codec::direction(contact.direction))
                 .bind(ts(contact.started_at))
+                .bind(&contact.ivr_selection)
+                .bind(i64::from(contact.queue_wait_s))
+                .bind(i64::from(contact.handle_s))
+                .bind(&contact.agent_id)
+                .bind(contact.outcome.map(codec::outcome))
+                .bind(contact.complaint)
+                .bind(contact.escalation_threat)
+                .bind(contact.csat.map(i64::from))
+                .bind(i64::from(contact.solutions_offered))
+                .bind(i64::from(contact.solutions_rejected))
+                .bind(contact.compensation_asked)
+                .bind(contact.compensation_granted)
+                .bind(&contact.notes)
+                .bind(ts(now))
                 .execute(&mut *tx)
                 .await?;
-                let kind = if contact.complaint {
-                    ChangeKind::Complaint
-                } else {
-                    ChangeKind::ContactRecorded
-                };
+            let created = inserted.rows_affected() == 1;
+            if created {
+                sqlx::query(COUNT_CONTACT_SQL)
+                    .bind(customer_id)
+                    .bind(ts(contact.started_at))
+                    .execute(&mut *tx)
+                    .await?;
+                let kind = contact_change(contact);
                 record_change(&mut *tx, customer_id, kind, &contact.contact_id, now).await?;
             }
             Ok(created)
@@ -1792,6 +1804,10 @@ macro_rules! sql_store {
         /// transaction: the backend's `lock_outbox` makes change ids become
         /// visible in id order (see the backend module), and holding that
         /// lock only until the commit right after keeps writers flowing.
+        /// One change of the outbox: customer, kind, reference, time.
+        const INSERT_CHANGE_SQL: &str =
+            "INSERT INTO changes (customer_id, kind, ref_id, at) VALUES ($1, $2, $3, $4)";
+
         async fn record_change(
             conn: &mut Conn,
             customer_id: &str,
@@ -1800,7 +1816,7 @@ macro_rules! sql_store {
             now: DateTime<Utc>,
         ) -> Result<(), StoreError> {
             lock_outbox(conn).await?;
-            sqlx::query("INSERT INTO changes (customer_id, kind, ref_id, at) VALUES ($1, $2, $3, $4)")
+            sqlx::query(INSERT_CHANGE_SQL)
                 .bind(customer_id)
                 .bind(codec::change_kind(kind))
                 .bind(ref_id)

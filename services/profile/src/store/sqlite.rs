@@ -5,7 +5,9 @@
 //! `synchronous=FULL` (a committed write survives a power cut, not only a
 //! crash) and a busy timeout. SQLite has one writer at a time, so the store
 //! holds one connection for writes, which queue for it in the pool instead
-//! of spinning on SQLITE_BUSY with sleeps in between, and read pools (point
+//! of spinning on SQLITE_BUSY with sleeps in between (the committer of
+//! recorded contacts writes on a connection of its own, and takes its turn
+//! in the same queue: see `commit_contacts`), and read pools (point
 //! reads, scans), whose connections see the committed state through WAL
 //! snapshots without ever waiting for the writer. Write transactions start
 //! with `BEGIN IMMEDIATE`, so a transaction that reads first and writes
@@ -33,10 +35,9 @@ use sqlx::SqlitePool;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use sqlx::Acquire as _;
 use tokio::sync::mpsc;
 
-use super::direct::{DirectReaders, Miss};
+use super::direct::{self, ContactWriter, DirectReaders, Durability, Miss};
 use super::group::{self, GroupCommit};
 use super::{PoolOptions, StoreError};
 
@@ -99,8 +100,11 @@ pub struct SqliteStore {
     /// The one writer (the same pool as `pool` for an in-memory database,
     /// which has exactly one connection).
     writer: SqlitePool,
-    /// Where recorded contacts go to be committed in groups on `writer`.
-    group: GroupCommit,
+    /// Where recorded contacts go to be committed in groups on the
+    /// `ContactWriter` of a file database (`store::direct`). None for an
+    /// in-memory database, whose one connection commits each contact in a
+    /// transaction of its own.
+    group: Option<GroupCommit>,
 }
 
 impl SqliteStore {
@@ -168,11 +172,21 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Connect(target.clone(), e))?;
         let direct = DirectReaders::open(connect.get_filename(), options.max_connections as usize)?;
+        let contacts = ContactWriter::open(
+            connect.get_filename(),
+            if bulk {
+                Durability::Normal
+            } else {
+                Durability::Full
+            },
+            BUSY_TIMEOUT,
+            MMAP_SIZE,
+        )?;
         let scans = readers
             .connect_with(connect)
             .await
             .map_err(|e| StoreError::Connect(target, e))?;
-        let mut store = Self::with_committer(pool, scans, writer);
+        let mut store = Self::with_committer(pool, scans, writer, Some(Arc::new(contacts)));
         store.direct = Some(Arc::new(direct));
         Ok(store)
     }
@@ -195,14 +209,22 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|e| StoreError::Migrate("SQLite", e))?;
-        Ok(Self::with_committer(pool, scans, writer))
+        Ok(Self::with_committer(pool, scans, writer, None))
     }
 
-    /// The store, with its contact committer running on `writer` until the
-    /// last handle to the store is dropped.
-    fn with_committer(pool: SqlitePool, scans: SqlitePool, writer: SqlitePool) -> Self {
-        let (group, jobs) = GroupCommit::channel();
-        tokio::spawn(commit_contacts(writer.clone(), jobs));
+    /// The store, with its contact committer running on `contacts`, if
+    /// given, until the last handle to the store is dropped.
+    fn with_committer(
+        pool: SqlitePool,
+        scans: SqlitePool,
+        writer: SqlitePool,
+        contacts: Option<Arc<ContactWriter>>,
+    ) -> Self {
+        let group = contacts.map(|contacts| {
+            let (group, jobs) = GroupCommit::channel();
+            tokio::spawn(commit_contacts(writer.clone(), contacts, jobs));
+            group
+        });
         Self {
             direct: None,
             pool,
@@ -261,7 +283,7 @@ impl SqliteStore {
     }
 
     fn group_commit(&self) -> Option<&GroupCommit> {
-        Some(&self.group)
+        self.group.as_ref()
     }
 }
 
@@ -301,101 +323,161 @@ impl Cells for rusqlite::Row<'_> {
 
 super::sql::sql_store!(SqliteStore);
 
-/// The committer of `store::group`: each batch is one `BEGIN IMMEDIATE`
-/// transaction. A contact whose own writes fail is rolled back alone and
-/// answered with its error; the rest are answered after the commit, with
-/// its error if it fails.
+/// The committer of a file database: each batch is one `BEGIN IMMEDIATE`
+/// transaction on the [`ContactWriter`], run on a blocking thread, with a
+/// savepoint per contact (a savepoint costs no handoff there), so a
+/// contact that fails is rolled back alone and answered with its error.
 ///
-/// Contacts are first written without savepoints: a savepoint and its
-/// release are two of a contact's six statements, each a round trip to
-/// sqlx's worker thread. The only error that path tolerates is an unknown
-/// customer, found by a read before any write. Any other error may come
-/// after some of that contact's writes, so the whole batch is rolled back
-/// and written again with one savepoint per contact.
-async fn commit_contacts(writer: SqlitePool, mut jobs: mpsc::Receiver<group::Job>) {
+/// While a batch is written the committer holds the sqlx writer's one
+/// connection, unused: sqlx's other writes queue behind the batch in the
+/// pool, as they would behind the batch written through sqlx, instead of
+/// meeting its lock and sleeping in SQLite's busy handler.
+async fn commit_contacts(
+    writer: SqlitePool,
+    contacts: Arc<ContactWriter>,
+    mut jobs: mpsc::Receiver<group::Job>,
+) {
     while let Some(batch) = group::next_batch(&mut jobs).await {
-        let (committed, results) = match write_batch(&writer, &batch).await {
-            Ok(done) => done,
-            Err(Unclean) => {
-                metrics::counter!("rapport_profile_group_commit_replays_total").increment(1);
-                let mut results = Vec::with_capacity(batch.len());
-                let committed = write_batch_savepoints(&writer, &batch, &mut results).await;
-                (committed, results)
+        let turn = match writer.acquire().await {
+            Ok(turn) => turn,
+            Err(e) => {
+                answer(batch, &Err(StoreError::from(e)), Vec::new());
+                continue;
             }
         };
-        let mut results = results.into_iter();
-        for job in batch {
-            let result = match (&committed, results.next()) {
-                (Ok(()), Some(r)) => r,
-                // A contact that failed on its own keeps its own error.
-                (Err(_), Some(Err(own))) => Err(own),
-                (Err(e), _) => Err(group::commit_failed(e)),
-                (Ok(()), None) => Err(group::commit_failed(&StoreError::Corrupt(
-                    "a contact of the batch was not written".into(),
-                ))),
-            };
-            // The caller may have given up (deadline); its contact is
-            // written all the same.
-            let _ = job.reply.send(result);
+        let contacts = contacts.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let (committed, results) = contacts.with(|conn| write_batch(conn, &batch));
+            (batch, committed, results)
+        })
+        .await;
+        drop(turn);
+        match written {
+            Ok((batch, committed, results)) => answer(batch, &committed, results),
+            // The batch's replies were dropped with it: each of its callers
+            // is told the store is unavailable (`group::closed`).
+            Err(e) => tracing::error!(error = %e, "the contact writer failed"),
         }
     }
 }
 
-/// A batch written without savepoints met an error other than an unknown
-/// customer; nothing of it was committed.
-struct Unclean;
+/// Answers each contact of a batch: its own result if the batch committed,
+/// or if it failed on its own; otherwise the commit's error.
+fn answer(
+    batch: Vec<group::Job>,
+    committed: &Result<(), StoreError>,
+    results: Vec<Result<bool, StoreError>>,
+) {
+    let mut results = results.into_iter();
+    for job in batch {
+        let result = match (committed, results.next()) {
+            (Ok(()), Some(r)) => r,
+            // A contact that failed on its own keeps its own error.
+            (Err(_), Some(Err(own))) => Err(own),
+            (Err(e), _) => Err(group::commit_failed(e)),
+            (Ok(()), None) => Err(group::commit_failed(&StoreError::Corrupt(
+                "a contact of the batch was not written".into(),
+            ))),
+        };
+        // The caller may have given up (deadline); its contact is
+        // written all the same.
+        let _ = job.reply.send(result);
+    }
+}
 
-/// Writes `batch` in one transaction without savepoints (see
-/// `commit_contacts`): the commit's outcome and each contact's own result.
-/// `record_contact_in` reports an unknown customer only from its first
-/// statement, a read, so such a contact wrote nothing and the others can
-/// commit.
-async fn write_batch(
-    writer: &SqlitePool,
+/// Writes `batch` in one transaction on `conn`, a savepoint per contact:
+/// the commit's outcome and each contact's own result.
+fn write_batch(
+    conn: &mut rusqlite::Connection,
     batch: &[group::Job],
-) -> Result<(Result<(), StoreError>, Vec<Result<bool, StoreError>>), Unclean> {
-    // A transaction that cannot start wrote nothing: every contact gets
-    // its error now, rather than waiting out the busy timeout again in a
-    // replay.
-    let mut tx = match writer.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(e) => return Ok((Err(StoreError::from(e)), Vec::new())),
-    };
+) -> (Result<(), StoreError>, Vec<Result<bool, StoreError>>) {
     let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        match record_contact_in(&mut tx, &job.customer_id, &job.contact, job.now).await {
-            Ok(created) => results.push(Ok(created)),
-            Err(StoreError::CustomerNotFound) => results.push(Err(StoreError::CustomerNotFound)),
-            // Dropping the transaction rolls it back.
-            Err(_) => return Err(Unclean),
+    let committed = (|| {
+        let mut tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(direct::write_error)?;
+        for job in batch {
+            let savepoint = tx.savepoint().map_err(direct::write_error)?;
+            match record_contact_direct(&savepoint, job) {
+                Ok(created) => {
+                    savepoint.commit().map_err(direct::write_error)?;
+                    results.push(Ok(created));
+                }
+                // Dropping the savepoint rolls this contact back.
+                Err(e) => results.push(Err(e)),
+            }
         }
-    }
-    Ok((tx.commit().await.map_err(StoreError::from), results))
+        tx.commit().map_err(direct::write_error)
+    })();
+    (committed, results)
 }
 
-/// Writes `batch` in one transaction with a savepoint per contact, pushing
-/// each contact's own result into `results`; returns the transaction's.
-async fn write_batch_savepoints(
-    writer: &SqlitePool,
-    batch: &[group::Job],
-    results: &mut Vec<Result<bool, StoreError>>,
-) -> Result<(), StoreError> {
-    let mut tx = writer.begin_with("BEGIN IMMEDIATE").await?;
-    for job in batch {
-        let mut savepoint = tx.begin().await?;
-        match record_contact_in(&mut savepoint, &job.customer_id, &job.contact, job.now).await {
-            Ok(created) => {
-                savepoint.commit().await?;
-                results.push(Ok(created));
-            }
-            Err(e) => {
-                savepoint.rollback().await?;
-                results.push(Err(e));
-            }
-        }
+/// `record_contact_in` on a direct connection: the same statements
+/// (`sql_store!`'s constants) with the same parameters.
+fn record_contact_direct(
+    conn: &rusqlite::Connection,
+    job: &group::Job,
+) -> Result<bool, StoreError> {
+    let (customer_id, contact) = (job.customer_id.as_str(), &job.contact);
+    let mut exists = conn
+        .prepare_cached(CUSTOMER_EXISTS_SQL)
+        .map_err(direct::write_error)?;
+    if !exists
+        .exists(rusqlite::named_params! {"$1": customer_id})
+        .map_err(direct::write_error)?
+    {
+        return Err(StoreError::CustomerNotFound);
     }
-    tx.commit().await?;
-    Ok(())
+    let inserted = conn
+        .prepare_cached(INSERT_CONTACT_SQL)
+        .and_then(|mut insert| {
+            insert.execute(rusqlite::named_params! {
+                "$1": customer_id,
+                "$2": contact.contact_id,
+                "$3": codec::channel(contact.channel),
+                "$4": codec::direction(contact.direction),
+                "$5": ts(contact.started_at),
+                "$6": contact.ivr_selection,
+                "$7": i64::from(contact.queue_wait_s),
+                "$8": i64::from(contact.handle_s),
+                "$9": contact.agent_id,
+                "$10": contact.outcome.map(codec::outcome),
+                "$11": contact.complaint,
+                "$12": contact.escalation_threat,
+                "$13": contact.csat.map(i64::from),
+                "$14": i64::from(contact.solutions_offered),
+                "$15": i64::from(contact.solutions_rejected),
+                "$16": contact.compensation_asked,
+                "$17": contact.compensation_granted,
+                "$18": contact.notes,
+                "$19": ts(job.now),
+            })
+        })
+        .map_err(direct::write_error)?;
+    let created = inserted == 1;
+    if created {
+        conn.prepare_cached(COUNT_CONTACT_SQL)
+            .and_then(|mut count| {
+                count.execute(rusqlite::named_params! {
+                    "$1": customer_id,
+                    "$2": ts(contact.started_at),
+                })
+            })
+            .map_err(direct::write_error)?;
+        // `lock_outbox` is nothing for SQLite: the write lock orders the
+        // change ids already.
+        conn.prepare_cached(INSERT_CHANGE_SQL)
+            .and_then(|mut change| {
+                change.execute(rusqlite::named_params! {
+                    "$1": customer_id,
+                    "$2": codec::change_kind(contact_change(contact)),
+                    "$3": contact.contact_id,
+                    "$4": ts(job.now),
+                })
+            })
+            .map_err(direct::write_error)?;
+    }
+    Ok(created)
 }
 
 #[cfg(test)]
@@ -495,5 +577,102 @@ mod tests {
         let profile = store.get_profile("C-1", now()).await.expect("fell back");
         assert_eq!(profile.customer.name, "Ana Lima");
         drop(holder);
+    }
+
+    fn contact(id: &str) -> crate::model::Contact {
+        crate::model::Contact {
+            contact_id: id.into(),
+            channel: crate::model::Channel::Voice,
+            direction: crate::model::Direction::Inbound,
+            started_at: now(),
+            ivr_selection: "cards".into(),
+            queue_wait_s: 3,
+            handle_s: 120,
+            agent_id: "A-1".into(),
+            outcome: None,
+            complaint: false,
+            escalation_threat: false,
+            csat: Some(4),
+            solutions_offered: 1,
+            solutions_rejected: 0,
+            compensation_asked: false,
+            compensation_granted: false,
+            notes: String::new(),
+        }
+    }
+
+    /// Contacts of a file database commit on the contact writer, not
+    /// through sqlx: with sqlx's writer connection made read-only, a
+    /// contact is still recorded while a write through sqlx is refused.
+    #[tokio::test]
+    async fn contacts_of_a_file_database_commit_on_the_contact_writer() {
+        let (store, _dir) = store().await;
+        sqlx::query("PRAGMA query_only = ON")
+            .execute(&store.writer)
+            .await
+            .expect("read-only writer");
+        assert!(
+            store
+                .upsert_customer(&input("C-2", "13900139002"), now())
+                .await
+                .is_err(),
+            "sqlx's writer still writes"
+        );
+        assert!(
+            store
+                .record_contact("C-1", &contact("call-1"), now())
+                .await
+                .expect("recorded")
+        );
+        let profile = store.get_profile("C-1", now()).await.expect("get");
+        assert_eq!(profile.summary.total_contacts, 1);
+    }
+
+    /// The two writers of the file take turns through the writer pool, so
+    /// neither meets the other's lock. The contact writer here has no busy
+    /// timeout at all: a batch that overlapped a sqlx write would fail at
+    /// once with contention.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_contact_writer_and_sqlx_writes_never_meet_on_the_lock() {
+        let (base, dir) = store().await;
+        let impatient = ContactWriter::open(
+            &dir.path().join("p.db"),
+            Durability::Full,
+            Duration::ZERO,
+            MMAP_SIZE,
+        )
+        .expect("writer");
+        let store = SqliteStore::with_committer(
+            base.pool.clone(),
+            base.scans.clone(),
+            base.writer.clone(),
+            Some(Arc::new(impatient)),
+        );
+        let contacts = (0..200).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .record_contact("C-1", &contact(&format!("call-{i}")), now())
+                    .await
+            })
+        });
+        let upserts = (0..40).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .upsert_customer(&input(&format!("C-U{i}"), &format!("1390013{i:04}")), now())
+                    .await
+                    .map(|_| true)
+            })
+        });
+        let (contacts, upserts) = tokio::join!(
+            futures::future::join_all(contacts),
+            futures::future::join_all(upserts)
+        );
+        for result in contacts.into_iter().chain(upserts) {
+            assert!(result.expect("task").expect("write"));
+        }
+        let profile = store.get_profile("C-1", now()).await.expect("get");
+        assert_eq!(profile.summary.total_contacts, 200);
     }
 }
