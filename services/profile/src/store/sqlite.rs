@@ -397,14 +397,22 @@ fn write_batch(
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(direct::write_error)?;
         for job in batch {
-            let savepoint = tx.savepoint().map_err(direct::write_error)?;
+            let mut savepoint = tx.savepoint().map_err(direct::write_error)?;
             match record_contact_direct(&savepoint, job) {
                 Ok(created) => {
                     savepoint.commit().map_err(direct::write_error)?;
                     results.push(Ok(created));
                 }
-                // Dropping the savepoint rolls this contact back.
-                Err(e) => results.push(Err(e)),
+                Err(e) => {
+                    // Undo this contact's writes, then release the (now
+                    // empty) savepoint. Both are checked rather than left
+                    // to the savepoint's drop, which ignores errors and
+                    // does not release: if the writes cannot be undone,
+                    // nothing of the batch may commit.
+                    savepoint.rollback().map_err(direct::write_error)?;
+                    savepoint.commit().map_err(direct::write_error)?;
+                    results.push(Err(e));
+                }
             }
         }
         tx.commit().map_err(direct::write_error)
