@@ -23,7 +23,7 @@
 //! Other RPCs on that worker wait as long (the writer does not: it runs on
 //! its own sqlx thread). A warm file is the steady state, so paying the
 //! handoffs on every read to hide that pause is not worth it.
-
+//!
 //! Recorded contacts, a durable write on every completed call, commit in
 //! groups (`store::group`) on a [`ContactWriter`]: a connection of its own
 //! that a blocking thread drives a whole batch through, with a savepoint
@@ -186,8 +186,9 @@ pub(crate) struct ContactWriter {
 }
 
 impl ContactWriter {
-    /// A writer of the database at `path`, which must exist and be in WAL
-    /// mode (the sqlx writer creates and migrates it first). It waits up to
+    /// A writer of the database at `path`, which must exist (the sqlx
+    /// writer creates it, migrates it and puts it in WAL mode first, so
+    /// readers never wait for this writer). It waits up to
     /// `busy` for another process's write lock, and maps up to `mmap_size`
     /// bytes of the file, as the sqlx writer does.
     pub(crate) fn open(
@@ -213,12 +214,6 @@ impl ContactWriter {
             conn.pragma_update(None, "foreign_keys", true)?;
             conn.pragma_update(None, "mmap_size", mmap_size)?;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            let mode: String = conn.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
-            if !mode.eq_ignore_ascii_case("wal") {
-                return Err(rusqlite::Error::InvalidParameterName(format!(
-                    "journal_mode is {mode}, not wal"
-                )));
-            }
             Ok(conn)
         };
         Ok(Self {

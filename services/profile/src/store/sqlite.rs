@@ -267,7 +267,10 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Closes every connection (the writer last, checkpointing the WAL).
+    /// Closes the sqlx pools, the writer last. Contacts still queued are
+    /// answered as unavailable. The direct readers and the contact writer
+    /// close with the last handle to the store; the last connection to
+    /// close checkpoints the WAL.
     pub async fn close(&self) {
         self.pool.close().await;
         self.scans.close().await;
