@@ -1714,10 +1714,9 @@ macro_rules! sql_store {
             usize::try_from(n).unwrap_or(0)
         }
 
-        /// Records one contact inside the caller's transaction; true when
-        /// it was new.
         /// A contact's row; `record_contact_in` binds its parameters (and
-        /// so does SQLite's direct contact writer, `store::direct`).
+        /// so does SQLite's contact writer, `record_contact_direct` in
+        /// `store::sqlite`).
         const INSERT_CONTACT_SQL: &str =
             "INSERT INTO contacts (customer_id, contact_id, channel, direction, \
              started_at, ivr_selection, queue_wait_s, handle_s, agent_id, outcome, \
@@ -1744,6 +1743,8 @@ macro_rules! sql_store {
             }
         }
 
+        /// Records one contact inside the caller's transaction; true when
+        /// it was new.
         async fn record_contact_in(
             tx: &mut Conn,
             customer_id: &str,
