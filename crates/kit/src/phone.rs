@@ -86,6 +86,9 @@ pub enum PhoneError {
 /// characters, and a bound on the parser's work.
 pub const MAX_INPUT_LEN: usize = 40;
 
+/// Most digits an E.164 number has (ITU-T E.164, section 6.1).
+pub const MAX_E164_DIGITS: usize = 15;
+
 /// Normalizes a number in any common format to E.164. Input starting with
 /// `+` is parsed as international; anything else in `region` (so national
 /// forms and the region's international call prefix, e.g. `00` in CN, work).
@@ -106,7 +109,13 @@ pub fn normalize(input: &str, region: Region) -> Result<E164, PhoneError> {
     if !number.is_valid() {
         return Err(PhoneError::Invalid);
     }
-    let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+    let e164 = e164_of(&number);
+    // E.164 allows at most 15 digits, but phonenumber's metadata accepts
+    // some longer ones (a 16-digit German number passes `is_valid`); no
+    // network can route them, and other systems would refuse to store them.
+    if e164.len() > MAX_E164_DIGITS + 1 {
+        return Err(PhoneError::Invalid);
+    }
     // A stored number is looked up again from its E.164 form, so that form
     // must parse back to itself. phonenumber does not promise it: "00 7
     // 8000000000" dialled from China is valid as +78000000000, which then
@@ -115,11 +124,28 @@ pub fn normalize(input: &str, region: Region) -> Result<E164, PhoneError> {
     // The check is skipped when the input already is that form.
     if e164 != input {
         let again = phonenumber::parse(None, &e164).map_err(|_| PhoneError::Invalid)?;
-        if !again.is_valid() || again.format().mode(phonenumber::Mode::E164).to_string() != e164 {
+        // Validity and the E.164 form are functions of the country code and
+        // the national number alone, so a number that parses back to the
+        // same two is valid and prints the same, without validating it a
+        // second time (validation runs the numbering plan's regexes and is
+        // most of this function's cost). Only a number that parses back to
+        // something else is checked in full.
+        let same =
+            again.code().value() == number.code().value() && again.national() == number.national();
+        if !same && (!again.is_valid() || e164_of(&again) != e164) {
             return Err(PhoneError::Invalid);
         }
     }
     Ok(E164(e164))
+}
+
+/// The E.164 form of a parsed number: `+`, the country code and the national
+/// significant number with its leading zeros. This is what phonenumber's
+/// E.164 formatter writes, but that formatter first matches the region's
+/// formatting patterns (regexes) that only the other modes use, so it costs
+/// more than parsing the number did.
+fn e164_of(number: &phonenumber::PhoneNumber) -> String {
+    format!("+{}{}", number.code().value(), number.national())
 }
 
 /// Loads the phone metadata now. The library parses it lazily on first use,
@@ -143,6 +169,10 @@ mod tests {
         // unparsable once stored as +78000000000.
         assert_eq!(normalize("0078000000000", cn()), Err(PhoneError::Invalid));
         assert!(normalize("+78000000000", cn()).is_err());
+        // The same from Italy, found by the property that compares with
+        // phonenumber's own formatter and validation.
+        let it: Region = "IT".parse().expect("IT");
+        assert_eq!(normalize("0078400000000", it), Err(PhoneError::Invalid));
     }
 
     #[test]
@@ -208,6 +238,12 @@ mod tests {
         // Parsable, but no such number exists in the numbering plan.
         assert_eq!(normalize("123", cn()), Err(PhoneError::Invalid));
         assert_eq!(normalize("+86 12345678901", cn()), Err(PhoneError::Invalid));
+        // Valid to phonenumber's German metadata, but 16 digits: longer
+        // than E.164 allows (found by the property tests).
+        assert_eq!(
+            normalize("+4921000000000000", cn()),
+            Err(PhoneError::Invalid)
+        );
         assert_eq!(
             normalize(&"1".repeat(MAX_INPUT_LEN + 1), cn()),
             Err(PhoneError::TooLong)
