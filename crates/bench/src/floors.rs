@@ -19,7 +19,10 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::load::{FollowUp, Op};
 
 /// Starts the bare tonic echo server on loopback, on its own 2-worker
-/// runtime (like a service process would have), and returns its address.
+/// runtime, and returns its address. Two workers, tokio's default on this
+/// machine, whatever `--service-worker-threads` gives the services: the
+/// floor stays what a bare tonic server does with the machine to itself,
+/// and is not changed by a setting chosen for the mesh.
 pub fn start_echo_server() -> anyhow::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("bind echo server")?;
     listener.set_nonblocking(true)?;

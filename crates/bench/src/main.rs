@@ -96,6 +96,14 @@ struct Args {
     /// fast refusals instead of a queue that makes every caller late.
     #[arg(long, default_value_t = 128)]
     server_concurrency: usize,
+    /// Runtime threads of each service (`--worker-threads`). Five busy
+    /// processes share this machine's cores, so one each is the default:
+    /// a second worker mostly wakes up to find no work, at the price of a
+    /// context switch on a core another process needed. In five interleaved
+    /// pairs of `echo,route` runs, one worker cost 5-24 % less CPU per
+    /// cycle and ran 4-25 % more saturated cycles than two.
+    #[arg(long, default_value = "1")]
+    service_worker_threads: std::num::NonZeroUsize,
     /// Customers (20 contacts each) generated and bulk-imported into the
     /// mesh's SQLite before it starts, for the `million` point.
     #[arg(long, default_value_t = 1_000_000)]
@@ -253,6 +261,10 @@ async fn main() -> anyhow::Result<()> {
             (
                 "RAPPORT_MAX_CONCURRENT_REQUESTS".into(),
                 args.server_concurrency.to_string(),
+            ),
+            (
+                "RAPPORT_WORKER_THREADS".into(),
+                args.service_worker_threads.to_string(),
             ),
         ],
     })
@@ -678,6 +690,11 @@ async fn main() -> anyhow::Result<()> {
         books.add(b);
     }
     notes.push(format!(
+        "each service ran {} runtime worker thread(s) (`--service-worker-threads`); \
+         the echo floor's server runs 2, tokio's default on this machine",
+        args.service_worker_threads
+    ));
+    notes.push(format!(
         "suite took {:.0} s; durations {:?} measured + {:?} warm-up per point",
         started.elapsed().as_secs_f64(),
         args.duration,
@@ -722,6 +739,7 @@ fn settings(args: &Args, profiles: usize) -> serde_json::Value {
         "million_duration_s": args.million_duration.as_secs_f64(),
         "outreach_tasks": args.outreach_tasks,
         "server_concurrency": args.server_concurrency,
+        "service_worker_threads": args.service_worker_threads,
         "outreach_workers": args.outreach_workers,
         "route_callers": "seeded customers by phone (full personalized path: lookup + classify + reserve)",
         "scenarios": args.scenarios,

@@ -3,6 +3,7 @@
 //! all its settings are declared in one place.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,6 +83,15 @@ pub struct ServerArgs {
     /// server drops them (e.g. "10s", "500ms").
     #[arg(long = "shutdown-grace", env = "RAPPORT_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Threads of the async runtime that serves RPCs. Unset, there is one
+    /// per CPU this process may use (cgroup CPU limits count). Where the
+    /// mesh's services share a few cores with each other, Redis and the
+    /// database (every process on one 2-core machine), one each is cheaper:
+    /// a second worker mostly wakes up to find no work, and every wake-up
+    /// is a context switch on a core another process needed.
+    #[arg(long = "worker-threads", env = "RAPPORT_WORKER_THREADS")]
+    pub worker_threads: Option<NonZeroUsize>,
 }
 
 impl ServerArgs {
@@ -101,6 +111,7 @@ impl ServerArgs {
             service_token: None,
             max_connection_age: None,
             shutdown_grace: Duration::from_secs(2),
+            worker_threads: None,
         }
     }
 }
@@ -135,5 +146,26 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn worker_threads_are_a_positive_count_or_unset() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.server.worker_threads);
+        assert_eq!(parse(&["x"]).unwrap(), None);
+        assert_eq!(
+            parse(&["x", "--worker-threads", "1"]).unwrap(),
+            NonZeroUsize::new(1)
+        );
+        let zero = parse(&["x", "--worker-threads", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(zero.contains("--worker-threads"), "{zero}");
     }
 }

@@ -64,6 +64,12 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("invalid duration {value:?}: {e}"))
 }
 
+impl AsRef<ServerArgs> for Config {
+    fn as_ref(&self) -> &ServerArgs {
+        &self.server
+    }
+}
+
 impl Config {
     /// A config for tests: ephemeral loopback port, built-in policy.
     pub fn for_tests() -> Self {

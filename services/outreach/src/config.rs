@@ -102,6 +102,12 @@ fn rapport_testkit_free_prefix() -> String {
     )
 }
 
+impl AsRef<ServerArgs> for Config {
+    fn as_ref(&self) -> &ServerArgs {
+        &self.server
+    }
+}
+
 impl Config {
     /// A config for tests: ephemeral loopback port, the given Redis and
     /// profile, no routing.

@@ -63,6 +63,12 @@ pub struct Config {
     pub change_retention: Duration,
 }
 
+impl AsRef<ServerArgs> for Config {
+    fn as_ref(&self) -> &ServerArgs {
+        &self.server
+    }
+}
+
 impl Config {
     /// A config for tests: ephemeral loopback port, the given database
     /// (e.g. `sqlite:///tmp/x/profile.db`), region CN.

@@ -83,6 +83,12 @@ pub struct Config {
     pub sweep_interval: Duration,
 }
 
+impl AsRef<ServerArgs> for Config {
+    fn as_ref(&self) -> &ServerArgs {
+        &self.server
+    }
+}
+
 impl Config {
     /// A config for tests: ephemeral port, the given Redis and dependencies.
     pub fn for_tests(redis_url: &str, profile_url: &str, classification_url: &str) -> Self {
