@@ -132,14 +132,15 @@ pub fn history(i: usize, now_s: i64) -> Vec<pb::ContactRecord> {
         .collect()
 }
 
-/// Seeds `count` customers, each with a phone and 20 contacts.
+/// Seeds the customers `ids` (`customer_id(i)`, `phone(i)`), each with a
+/// phone and 20 contacts.
 pub async fn seed_profiles(
     profile: &ProfileServiceClient<Channel>,
-    count: usize,
+    ids: std::ops::Range<usize>,
     concurrency: usize,
 ) -> anyhow::Result<()> {
     let now = now_s();
-    stream::iter(0..count)
+    stream::iter(ids)
         .map(|i| {
             let mut client = profile.clone();
             async move {
@@ -444,6 +445,9 @@ impl Op for RouteOp {
 /// GetProfile or LookupByPhone on seeded customers.
 pub struct ProfileOp {
     pub client: ProfileServiceClient<Channel>,
+    /// The first customer read (`customer_id(first)`).
+    pub first: usize,
+    /// Customers read, from `first` on.
     pub customers: usize,
     pub by_phone: bool,
 }
@@ -451,7 +455,7 @@ pub struct ProfileOp {
 impl Op for ProfileOp {
     fn call(&self, i: u64) -> BoxFuture<'static, Result<Option<FollowUp>, tonic::Code>> {
         let mut client = self.client.clone();
-        let n = (i as usize).wrapping_mul(7919) % self.customers.max(1);
+        let n = self.first + (i as usize).wrapping_mul(7919) % self.customers.max(1);
         let by_phone = self.by_phone;
         async move {
             let reply = if by_phone {
